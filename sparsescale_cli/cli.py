@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -184,12 +183,14 @@ def main() -> None:
     except SparsescaleError as error:
         error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Exit as exit_request:
+    except typer.Exit as exit_request:
         sys.exit(exit_request.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         error_console.print("aborted", markup=False)
         sys.exit(130)
-    except click.ClickException as error:
-        error_console.print(f"error: {error.format_message()}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+    except typer.TyperException as error:
+        # Usage errors of the command line itself (unknown option, missing argument).
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        error_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(error, "exit_code", 2) or 2)
     sys.exit(status if isinstance(status, int) else 0)

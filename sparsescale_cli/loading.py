@@ -78,7 +78,7 @@ def _walk(node: yaml.Node, path: tuple, lines: LineMap, source: str) -> None:
 def _dotted(path: tuple) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += f".{part}" if text else str(part)
     return text
 
 
@@ -96,17 +96,41 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
             value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"invalid value {raw!r}", "--set", key=key) from None
+        path = tuple(int(part) if part.isdigit() else part for part in path)
         target = data
-        for part in path[:-1]:
-            child = target.get(part)
-            if child is None:
-                child = target[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"cannot set a key inside {part!r}, which is not a mapping", "--set", key=key)
-            target = child
-        target[path[-1]] = value
+        for part, following in zip(path[:-1], path[1:]):
+            target = _child(target, part, following, key)
+        _assign(target, path[-1], value, key)
         applied[path] = text
     return applied
+
+
+def _child(container, part, following, key: str):
+    """Return container[part], creating a mapping (or reporting a missing list item) on the way."""
+    if isinstance(container, list):
+        if not isinstance(part, int) or part >= len(container):
+            raise ConfigError(f"no item {part} in a list of {len(container)}", "--set", key=key)
+        return container[part]
+    if not isinstance(container, dict):
+        raise ConfigError(f"cannot set a key inside a {type(container).__name__}", "--set", key=key)
+    if part == 0 and isinstance(part, int):
+        # A single block written as a mapping is item 0 of its list.
+        return container
+    child = container.get(part)
+    if child is None:
+        child = container[part] = {}
+    if not isinstance(child, (dict, list)):
+        raise ConfigError(f"cannot set a key inside {part!r}, which is a {type(child).__name__}", "--set", key=key)
+    if isinstance(child, dict) and isinstance(following, int) and following != 0:
+        raise ConfigError(f"{part!r} is a single block, so its only item is 0, not {following}", "--set", key=key)
+    return child
+
+
+def _assign(container, part, value, key: str) -> None:
+    if isinstance(container, list):
+        if not isinstance(part, int) or part >= len(container):
+            raise ConfigError(f"no item {part} in a list of {len(container)}", "--set", key=key)
+    container[part] = value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None):
@@ -152,7 +176,7 @@ def _located(error: ValidationError, kind: str, source: str, lines: LineMap, app
     loc = tuple(first["loc"])
     if loc and loc[0] == kind and (kind,) not in lines:
         loc = loc[1:]
-    key_path = _path_in_config(loc, lines)
+    key_path = _path_in_file(loc, lines)
     message = first["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -165,10 +189,10 @@ def _located(error: ValidationError, kind: str, source: str, lines: LineMap, app
     if len(details) > 1:
         message += f" [and {len(details) - 1} more error{'s' if len(details) > 2 else ''}]"
     override = next((text for p, text in applied.items() if loc[: len(p)] == p), None)
-    key = _dotted(_strip_variant_tags(loc)) or None
+    key = _dotted(key_path) or None
     if override is not None:
         return ConfigError(message, f"--set {override}", None, key)
-    return ConfigError(message, source, lines.get(key_path, lines.get(())), key)
+    return ConfigError(message, source, _line_of(key_path, lines), key)
 
 
 def _strip_variant_tags(path: tuple) -> tuple:
@@ -182,13 +206,31 @@ def _strip_variant_tags(path: tuple) -> tuple:
     return tuple(kept)
 
 
-def _path_in_config(loc: tuple, lines: LineMap) -> tuple:
-    """Return the longest prefix of ``loc`` that appears in the file."""
-    path = _strip_variant_tags(loc)
+def _path_in_file(loc: tuple, lines: LineMap) -> tuple:
+    """Map a validation location to the key path as the user wrote it.
+
+    Union markers are dropped, and so is a list index that validation added
+    where the file has a single block instead of a list.
+    """
+    path: list = []
+    for part in _strip_variant_tags(loc):
+        here = tuple(path)
+        if isinstance(part, int) and here + (part,) not in lines and _is_mapping(here, lines):
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _is_mapping(path: tuple, lines: LineMap) -> bool:
+    return any(len(p) == len(path) + 1 and p[: len(path)] == path and isinstance(p[-1], str) for p in lines)
+
+
+def _line_of(path: tuple, lines: LineMap) -> int | None:
+    """Return the line of the longest prefix of ``path`` present in the file."""
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
-            return path[:end]
-    return ()
+            return lines[path[:end]]
+    return None
 
 
 def config_text(config) -> str:

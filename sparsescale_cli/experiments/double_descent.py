@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from .. import analysis
 from ..config import ExperimentBase, FeatureCounts, SampleCounts, StrictModel
@@ -31,7 +31,7 @@ class NSweep(StrictModel):
 
     n_features: FeatureCounts
     n_samples: SampleCounts
-    peak_scan: Annotated[list[Annotated[float, Field(gt=0, le=100)]], Field(min_length=1)] = DEFAULT_PEAK_SCAN
+    peak_scan: list[Annotated[float, Field(gt=0, le=100)]] = DEFAULT_PEAK_SCAN
 
 
 class DSweep(StrictModel):
@@ -41,15 +41,26 @@ class DSweep(StrictModel):
     n_features: FeatureCounts = [math.inf]
 
 
-class Sweep(StrictModel):
-    """The two sweeps of a double-descent study; at least one is required."""
+def _as_blocks(value):
+    """Accept one sweep block or a list of them."""
+    if value is None or isinstance(value, list):
+        return value
+    return [value]
 
-    n_sweep: NSweep | None = None
-    d_sweep: DSweep | None = None
+
+class Sweep(StrictModel):
+    """The two sweeps of a double-descent study; at least one is required.
+
+    Each may be one block or a list of blocks, so that different D can use
+    different grids of N (a large D needs only small N for the N-exponent).
+    """
+
+    n_sweep: Annotated[list[NSweep] | None, BeforeValidator(_as_blocks)] = None
+    d_sweep: Annotated[list[DSweep] | None, BeforeValidator(_as_blocks)] = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Sweep:
-        if self.n_sweep is None and self.d_sweep is None:
+        if not self.n_sweep and not self.d_sweep:
             raise ValueError("give n_sweep, d_sweep or both")
         return self
 
@@ -62,6 +73,7 @@ class Analysis(StrictModel):
     d_fit_min: Annotated[int, Field(ge=1)] = 100
     d_fit_max_rank_fraction: Annotated[float, Field(gt=0, le=1)] = 0.1
     statistic: Literal["auto", "mean", "median"] = "auto"
+    loss: Literal["expected", "realized"] = "expected"
     bootstrap: Annotated[int, Field(ge=100, le=100_000)] = 1000
 
 
@@ -78,15 +90,15 @@ class DoubleDescentConfig(ExperimentBase):
 
 def plan(config: DoubleDescentConfig) -> list[Point]:
     points: list[Point] = []
-    if config.sweep.n_sweep is not None:
-        for n_samples in config.sweep.n_sweep.n_samples:
-            params = {"role": "n_sweep", "n_samples": n_samples, "n_features": config.sweep.n_sweep.n_features,
-                      "peak_scan": config.sweep.n_sweep.peak_scan}
+    for block_index, block in enumerate(config.sweep.n_sweep or []):
+        for n_samples in block.n_samples:
+            params = {"role": "n_sweep", "block": block_index, "n_samples": n_samples,
+                      "n_features": block.n_features, "peak_scan": block.peak_scan}
             points.append(Point(len(points), f"N sweep at D={n_samples}", params))
-    if config.sweep.d_sweep is not None:
-        for n_samples in config.sweep.d_sweep.n_samples:
-            params = {"role": "d_sweep", "n_samples": n_samples, "n_features": config.sweep.d_sweep.n_features,
-                      "peak_scan": []}
+    for block_index, block in enumerate(config.sweep.d_sweep or []):
+        for n_samples in block.n_samples:
+            params = {"role": "d_sweep", "block": block_index, "n_samples": n_samples,
+                      "n_features": block.n_features, "peak_scan": []}
             points.append(Point(len(points), f"D={n_samples}", params))
     return points
 
@@ -133,8 +145,9 @@ def run_trial(config: DoubleDescentConfig, point: Point, replicate: int) -> Reco
         "scan_loss": np.array([f.loss for f in scan_fits]),
         "scan_condition_number": np.array([f.condition_number for f in scan_fits]),
     }
-    for field in ("loss", "seen_loss", "unseen_loss", "train_loss", "feature_rank", "condition_number",
-                  "theta_norm"):
+    record["scan_expected_loss"] = np.array([f.expected_loss for f in scan_fits])
+    for field in ("loss", "expected_loss", "seen_loss", "unseen_loss", "train_loss", "feature_rank",
+                  "condition_number", "theta_norm"):
         record[field] = np.array([getattr(f, field) for f in fits], dtype=float)
     record["wall_time"] = time.perf_counter() - started
     return record
@@ -160,6 +173,10 @@ def estimate_trial_memory(config: DoubleDescentConfig, point: Point) -> int:
 # ---- analysis ---------------------------------------------------------------------------
 
 
+def _loss_field(config: DoubleDescentConfig) -> str:
+    return "expected_loss" if config.analysis.loss == "expected" else "loss"
+
+
 def _statistic(config: DoubleDescentConfig) -> str:
     if config.analysis.statistic != "auto":
         return config.analysis.statistic
@@ -174,8 +191,10 @@ def analyze(config: DoubleDescentConfig, points: list[Point], records: dict[int,
     floor = teacher.noise**2
     summary = Summary(kind=KIND)
     summary.notes.append(
-        f"Statistic over replicates: {statistic}. Intervals: 95% percentile bootstrap over replicates "
-        f"({config.analysis.bootstrap} resamples)."
+        f"Statistic over replicates: {statistic} of the "
+        + ("loss averaged exactly over the teacher's weights and the label noise, given each draw's inputs "
+           "and features" if config.analysis.loss == "expected" else "realized loss of each drawn teacher")
+        + f". Intervals: 95% percentile bootstrap over replicates ({config.analysis.bootstrap} resamples)."
     )
     if config.teacher.noise > 0 and config.fit.ridge == 0:
         summary.notes.append(
@@ -206,49 +225,29 @@ def _analyze_n_sweep(config, law, teacher, n_points, records, statistic, floor, 
         rows = records[point.index]
         n_samples = point.params["n_samples"]
         n_features = np.array(point.params["n_features"], dtype=float)
-        losses = _stack(rows, "loss")
+        finite = np.isfinite(n_features)
+        losses = _stack(rows, _loss_field(config))
         stats = analysis.describe(losses)
         center = analysis.column_statistic(losses, statistic)
         ranks = np.array([r["rank_data"] for r in rows], dtype=float)
         rank = float(ranks.mean())
         seen_expected = theory.seen_count(law, n_samples)
 
-        finite = np.isfinite(n_features)
-        # Small students have a large loss too; the peak is the maximum near the rank.
-        near = finite & (n_features >= 0.25 * rank) & (n_features <= 4 * rank)
-        grid_peak = float(n_features[near][np.nanargmax(center[near])]) if near.any() else math.nan
-        scan_ratio, scan_ci = _scan_peak(rows, statistic, config.analysis.bootstrap, config.seed)
-        peak_rows.append({
-            "n_samples": n_samples,
-            "rank_mean": rank,
-            "rank_sd": float(ranks.std(ddof=1)) if ranks.size > 1 else 0.0,
-            "seen_count_theory": seen_expected,
-            "grid_peak_n_features": grid_peak,
-            "scan_peak_over_rank": scan_ratio,
-            "scan_peak_over_rank_ci95": list(scan_ci),
-            "grid_peak_over_rank": grid_peak / rank if rank else math.nan,
-            "grid_peak_over_d": grid_peak / n_samples,
-        })
-        summary.laws.append(Law(
-            name=f"peak N/rank(X) at D={n_samples}", measured=scan_ratio, ci95=scan_ci, theory=1.0,
-            status="asymptote",
-            window=f"scan of N/rank in {sorted(set(point.params['peak_scan']))}",
-            note=f"rank(X) {rank:.1f} vs K(D) {seen_expected:.1f} vs D {n_samples}; grid peak at N={grid_peak:g}",
-        ))
+        if point.params["peak_scan"]:
+            peak_rows.append(_peak_row(config, law, rows, n_samples, n_features, center, ranks, seen_expected,
+                                       statistic, summary))
 
         de = np.array([theory.deterministic_equivalent(law, teacher, n)[1] if np.isfinite(n) else floor
                        for n in n_features])
         limit = theory.unseen_mass(law, teacher, n_samples) + floor
         below = theory.below_peak_curve(de, n_features, rank, teacher.noise)
         above = theory.above_peak_curve(limit, n_features, rank, teacher.noise)
-        below_err = _median_relative_error(center, below, (n_features <= 0.5 * rank))
-        above_err = _median_relative_error(center, above, (n_features >= 2 * rank) & finite)
-        de_err = _median_relative_error(center, de, n_features <= 0.05 * rank)
         heuristic_rows.append({
             "n_samples": n_samples,
-            "de_median_rel_error_n_le_rank_over_20": de_err,
-            "below_peak_median_rel_error_n_le_half_rank": below_err,
-            "above_peak_median_rel_error_n_ge_2_rank": above_err,
+            "rank_mean": rank,
+            "de_error_n_below_rank_over_20": _median_relative_error(center, de, n_features <= 0.05 * rank),
+            "below_peak_error_n_below_half_rank": _median_relative_error(center, below, n_features <= 0.5 * rank),
+            "above_peak_error_n_above_2_rank": _median_relative_error(center, above, (n_features >= 2 * rank) & finite),
         })
         curves.append({
             "n_samples": n_samples, "n_features": n_features.tolist(), "center": center.tolist(),
@@ -262,31 +261,73 @@ def _analyze_n_sweep(config, law, teacher, n_points, records, statistic, floor, 
     summary.curves["n_sweep"] = curves
     summary.notes.append(
         "Heuristic curves (conjecture): (L_DE(N) - sigma^2) r/(r - N) + sigma^2 below the peak and "
-        "(U(D)) N/(N - r) + sigma^2 above it, r = mean rank(X); their median relative errors are in "
-        "the 'heuristics' table."
+        "U(D) N/(N - r) + sigma^2 above it, r = mean rank(X). The 'heuristics' table gives their median "
+        "relative error against the simulation in each regime."
     )
+    _fit_parameter_exponent(config, law, teacher, n_points, records, statistic, floor, a_n, summary)
 
-    # a_N: the largest D, far below its peak.
+
+def _peak_row(config, law, rows, n_samples, n_features, center, ranks, seen_expected, statistic, summary) -> dict:
+    """Locate the interpolation peak on the grid and, per draw, on the scan around rank(X)."""
+    rank = float(ranks.mean())
+    finite = np.isfinite(n_features)
+    # Small students have a large loss too, so the peak is the maximum near the rank.
+    near = finite & (n_features >= 0.25 * rank) & (n_features <= 4 * rank)
+    grid_peak = float(n_features[near][np.nanargmax(center[near])]) if near.any() else math.nan
+    scan_ratio, scan_ci = _scan_peak(rows, "scan_" + _loss_field(config), statistic, config.analysis.bootstrap,
+                                     config.seed)
+    scan = sorted(set(rows[0]["scan_n_features"].tolist())) if len(rows) else []
+    summary.laws.append(Law(
+        name=f"peak N/rank(X), D={n_samples}", measured=scan_ratio, ci95=scan_ci, theory=1.0, status="asymptote",
+        window="N/rank(X) scanned per draw",
+        note=f"rank(X) {rank:.1f}, K(D) {seen_expected:.1f}, D {n_samples}, grid peak N={grid_peak:g}",
+    ))
+    return {
+        "n_samples": n_samples,
+        "rank_mean": rank,
+        "rank_sd": float(ranks.std(ddof=1)) if ranks.size > 1 else 0.0,
+        "seen_count_theory": seen_expected,
+        "grid_peak_n_features": grid_peak,
+        "grid_peak_over_rank": grid_peak / rank if rank else math.nan,
+        "grid_peak_over_d": grid_peak / n_samples,
+        "scan_peak_over_rank": scan_ratio,
+        "scan_peak_over_rank_ci95": list(scan_ci),
+        "scan_points": len(scan),
+    }
+
+
+def _fit_parameter_exponent(config, law, teacher, n_points, records, statistic, floor, a_n, summary) -> None:
+    """Fit a_N at the largest D, far below its peak, raw and with the inflation r/(r - N) removed."""
     point = max(n_points, key=lambda p: p.params["n_samples"])
     rows = records[point.index]
-    rank = float(np.mean([r["rank_data"] for r in rows]))
+    ranks = np.array([r["rank_data"] for r in rows], dtype=float)
+    rank = float(ranks.mean())
     n_features = np.array(point.params["n_features"], dtype=float)
-    window = (n_features >= config.analysis.n_fit_min) & (n_features <= config.analysis.n_fit_max_rank_fraction * rank)
-    window &= np.isfinite(n_features)
-    name = f"a_N (D={point.params['n_samples']})"
-    text = (f"N in [{config.analysis.n_fit_min}, {config.analysis.n_fit_max_rank_fraction:g} x rank(X) = "
-            f"{config.analysis.n_fit_max_rank_fraction * rank:.0f}]")
+    settings = config.analysis
+    window = np.isfinite(n_features) & (n_features >= settings.n_fit_min)
+    window &= n_features <= settings.n_fit_max_rank_fraction * rank
+    text = f"D={point.params['n_samples']}, N in [{settings.n_fit_min}, {settings.n_fit_max_rank_fraction:g} rank(X)]"
     if window.sum() < 3:
-        summary.laws.append(Law(name, None, None, a_n, "asymptote", text,
-                                "fewer than 3 values of N in the window; raise D or add small N"))
+        summary.laws.append(Law("a_N", None, None, a_n, "asymptote", text,
+                                "fewer than 3 values of N in the window: raise D or add small N"))
         return
-    losses = _stack(rows, "loss")[:, window]
-    fit = analysis.fit_log_slope(n_features[window], losses, statistic, floor, config.analysis.bootstrap, config.seed)
-    de_window = [theory.deterministic_equivalent(law, teacher, n)[1] - floor for n in n_features[window]]
-    local = -theory.local_slope(np.array(de_window), n_features[window])
+
+    x = n_features[window]
+    excess = _stack(rows, _loss_field(config))[:, window] - floor
+    de_window = np.array([theory.deterministic_equivalent(law, teacher, n)[1] - floor for n in x])
+    local = -theory.local_slope(de_window, x)
+
+    raw = analysis.fit_log_slope(x, excess, statistic, 0.0, settings.bootstrap, config.seed)
     summary.laws.append(Law(
-        name, -fit.slope, (-fit.ci95[1], -fit.ci95[0]), a_n, "asymptote", text,
-        f"L_DE over the same window gives {local:.3f} (finite-N correction)",
+        "a_N (raw)", -raw.slope, (-raw.ci95[1], -raw.ci95[0]), a_n, "asymptote", text,
+        f"L_DE gives {local:.3f} on this window; the inflation r/(r-N) flattens the raw slope",
+    ))
+    # Removing the inflation uses each draw's own rank: L (1 - N/r) estimates L_DE(N).
+    deflated = excess * np.clip(1.0 - x[None, :] / ranks[:, None], 0.0, None)
+    corrected = analysis.fit_log_slope(x, deflated, statistic, 0.0, settings.bootstrap, config.seed)
+    summary.laws.append(Law(
+        "a_N", -corrected.slope, (-corrected.ci95[1], -corrected.ci95[0]), a_n, "asymptote", text,
+        "fitted to (L - sigma^2)(1 - N/rank(X)), the conjectured finite-data inflation removed",
     ))
 
 
@@ -298,7 +339,7 @@ def _band(stats: dict[str, np.ndarray], statistic: str) -> dict[str, list]:
     return {"low": stats["q25"].tolist(), "high": stats["q75"].tolist(), "band": "quartiles"}
 
 
-def _scan_peak(rows: list[Record], statistic: str, n_resamples: int, seed: int) -> tuple[float, tuple[float, float]]:
+def _scan_peak(rows: list[Record], field: str, statistic: str, n_resamples: int, seed: int) -> tuple[float, tuple[float, float]]:
     """Return the N/rank factor where the scanned loss peaks, with a bootstrap interval."""
     ratios = []
     losses = []
@@ -307,7 +348,7 @@ def _scan_peak(rows: list[Record], statistic: str, n_resamples: int, seed: int) 
         if scan.size == 0 or not r["rank_data"]:
             return math.nan, (math.nan, math.nan)
         ratios.append(scan / r["rank_data"])
-        losses.append(np.asarray(r["scan_loss"], dtype=float))
+        losses.append(np.asarray(r[field], dtype=float))
     ratios = np.array(ratios)
     losses = np.log(np.array(losses))
 
@@ -326,46 +367,54 @@ def _median_relative_error(measured: np.ndarray, predicted: np.ndarray, mask: np
 
 
 def _analyze_d_sweep(config, law, teacher, d_points, records, statistic, floor, a_d, summary: Summary) -> None:
-    d_points = sorted(d_points, key=lambda p: p.params["n_samples"])
-    n_samples = np.array([p.params["n_samples"] for p in d_points], dtype=float)
-    n_features = d_points[0].params["n_features"]
-    replicates = min(len(records[p.index]) for p in d_points)
     curves = []
-    for column, n in enumerate(n_features):
-        losses = np.array([[np.asarray(r["loss"], dtype=float)[column] for r in records[p.index][:replicates]]
-                           for p in d_points]).T
-        ranks = np.array([np.mean([r["rank_data"] for r in records[p.index]]) for p in d_points])
-        stats = analysis.describe(losses)
-        center = analysis.column_statistic(losses, statistic)
-        curves.append({"n_features": "inf" if math.isinf(n) else n, "n_samples": n_samples.tolist(),
-                       "center": center.tolist(), **_band(stats, statistic), "rank": ranks.tolist()})
+    blocks = sorted({p.params["block"] for p in d_points})
+    for block in blocks:
+        points = sorted((p for p in d_points if p.params["block"] == block), key=lambda p: p.params["n_samples"])
+        for column, n in enumerate(points[0].params["n_features"]):
+            curves.append(_d_curve(config, law, teacher, points, records, column, n, statistic, floor, a_d, summary))
 
-        window = n_samples >= config.analysis.d_fit_min
-        if math.isfinite(n):
-            window &= ranks <= config.analysis.d_fit_max_rank_fraction * n
-            text = f"D >= {config.analysis.d_fit_min} with rank(X) <= {config.analysis.d_fit_max_rank_fraction:g} N"
-        else:
-            text = f"D >= {config.analysis.d_fit_min}"
-        name = f"a_D (N={'inf' if math.isinf(n) else int(n)})"
-        if window.sum() < 3:
-            summary.laws.append(Law(name, None, None, a_d, "asymptote", text,
-                                    "fewer than 3 values of D in the window"))
-            continue
-        fit = analysis.fit_log_slope(n_samples[window], losses[:, window], statistic, floor,
-                                     config.analysis.bootstrap, config.seed)
-        unseen = [theory.unseen_mass(law, teacher, d) for d in n_samples[window]]
-        local = -theory.local_slope(np.array(unseen), n_samples[window])
-        summary.laws.append(Law(
-            name, -fit.slope, (-fit.ci95[1], -fit.ci95[0]), a_d, "asymptote", text,
-            f"U(D) over the same window gives {local:.3f}",
-        ))
-    d_grid = np.geomspace(n_samples.min(), n_samples.max(), 60)
+    all_samples = np.array([p.params["n_samples"] for p in d_points], dtype=float)
+    d_grid = np.geomspace(all_samples.min(), all_samples.max(), 60)
     summary.curves["d_sweep"] = {
         "curves": curves,
         "theory_n_samples": d_grid.tolist(),
         "unseen_mass": [theory.unseen_mass(law, teacher, d) + floor for d in d_grid],
         "unseen_mass_asymptote": [theory.unseen_mass_asymptote(law, teacher, d) + floor for d in d_grid],
     }
+
+
+def _d_curve(config, law, teacher, points, records, column, n, statistic, floor, a_d, summary) -> dict:
+    """Summarize loss against D at one fixed N and fit a_D where N >> rank(X)."""
+    n_samples = np.array([p.params["n_samples"] for p in points], dtype=float)
+    replicates = min(len(records[p.index]) for p in points)
+    field = _loss_field(config)
+    losses = np.array([[np.asarray(r[field], dtype=float)[column] for r in records[p.index][:replicates]]
+                       for p in points]).T
+    ranks = np.array([np.mean([r["rank_data"] for r in records[p.index]]) for p in points])
+    stats = analysis.describe(losses)
+    center = analysis.column_statistic(losses, statistic)
+    label = "inf" if math.isinf(n) else str(int(n))
+    curve = {"n_features": label, "n_samples": n_samples.tolist(), "center": center.tolist(),
+             **_band(stats, statistic), "rank": ranks.tolist()}
+
+    settings = config.analysis
+    window = n_samples >= settings.d_fit_min
+    text = f"N={label}, D >= {settings.d_fit_min}"
+    if math.isfinite(n):
+        window &= ranks <= settings.d_fit_max_rank_fraction * n
+        text += f" with rank(X) <= {settings.d_fit_max_rank_fraction:g} N"
+    if window.sum() < 3:
+        summary.laws.append(Law(f"a_D (N={label})", None, None, a_d, "asymptote", text,
+                                "fewer than 3 values of D in the window"))
+        return curve
+    fit = analysis.fit_log_slope(n_samples[window], losses[:, window], statistic, floor, settings.bootstrap,
+                                 config.seed)
+    unseen = np.array([theory.unseen_mass(law, teacher, d) for d in n_samples[window]])
+    local = -theory.local_slope(unseen, n_samples[window])
+    summary.laws.append(Law(f"a_D (N={label})", -fit.slope, (-fit.ci95[1], -fit.ci95[0]), a_d, "asymptote", text,
+                            f"U(D) gives {local:.3f} on this window"))
+    return curve
 
 
 def _check_unseen_mass(config, law, teacher, points, records, summary: Summary) -> None:

@@ -1,7 +1,7 @@
 """Gaussian numbers keyed by (seed, coordinate, position), made on demand.
 
 Column i of the feature matrix F and the teacher weight w*_i must be the same
-whichever process asks for them and whichever other coordinates are seen, so
+whichever process generates them and whichever other coordinates are seen, so
 they cannot come from a sequential stream. Each coordinate gets its own
 SplitMix64 stream, keyed by the seed and the bit pattern of the coordinate
 index; entry j of that stream is a standard normal via the inverse CDF.

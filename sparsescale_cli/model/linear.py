@@ -110,9 +110,16 @@ def unseen_sums(law: DataLaw, teacher: Teacher, coords: np.ndarray, n_samples: i
 
 @dataclass
 class StudentFit:
-    """Outcome of one fitted student."""
+    """Outcome of one fitted student.
+
+    ``loss`` is the population loss for the drawn teacher and noise;
+    ``expected_loss`` is its expectation over the teacher's weights and the
+    label noise, given the inputs and the features. Both have expectation
+    E[L]; the second has far smaller variance across draws.
+    """
 
     loss: float
+    expected_loss: float
     seen_loss: float
     unseen_loss: float
     train_loss: float
@@ -158,7 +165,8 @@ class LinearProblem:
         solution = solve_ridge(design, self.basis.targets, ridge, n_samples=n_samples)
         predictor = features.T @ solution.theta
         theta_sq = float(solution.theta @ solution.theta)
-        return self._loss(predictor, scale**2 * theta_sq, solution, theta_sq)
+        expected = self._expected_loss(features, solution, scale**2)
+        return self._loss(predictor, scale**2 * theta_sq, solution, theta_sq, expected)
 
     def fit_kernel_limit(self, ridge: float) -> StudentFit:
         """Fit the N = inf limit: ridge (or minimum-norm) regression on x itself.
@@ -170,9 +178,47 @@ class LinearProblem:
         n_samples = self.training.batch.n_samples
         solution = solve_ridge(self.basis.coefficients, self.basis.targets, ridge, n_samples=n_samples)
         theta_sq = float(solution.theta @ solution.theta)
-        return self._loss(solution.theta, 0.0, solution, theta_sq)
+        expected = self._expected_loss(None, solution, 0.0)
+        return self._loss(solution.theta, 0.0, solution, theta_sq, expected)
 
-    def _loss(self, predictor: np.ndarray, unseen_variance: float, solution, theta_sq: float) -> StudentFit:
+    def _expected_loss(self, features: np.ndarray | None, solution, feature_variance: float) -> float:
+        """Return E[L | inputs, features] over w*_i ~ N(0, b_i) and the label noise.
+
+        Notes
+        -----
+        theta = R (C w + Q^T eps) with R the ridge operator, so the seen
+        predictor is u = F^T R C w + F^T R Q^T eps, with F = I for the kernel
+        limit. With Lambda = diag(E[x_i^2]) and B = diag(b_i) on the seen coordinates,
+        E ||Lambda^1/2 (u - w)||^2 = tr(S B) - 2 tr(Lambda P B) + tr(Lambda B) + sigma^2 tr(F Lambda F^T R R^T),
+        P = F^T R C, S = P^T Lambda P; and E ||theta||^2 = tr(R C B C^T R^T) + sigma^2 ||R||_F^2.
+        The traces are taken as products of N x N or r x r matrices, never K x K.
+        """
+        coefficients = self.basis.coefficients
+        b = self.teacher.weight_variance(self.training.batch.coords)
+        lam = self.covariance
+        noise_sq = self.teacher.noise**2
+        operator = solution.operator()
+        if features is None:
+            # Kernel limit: u = R C w directly, so P = R C and every trace reduces to r x r products.
+            weighted = operator.T @ (lam[:, None] * operator)
+            seen_fit = float(np.sum((coefficients * b[None, :]) @ coefficients.T * weighted))
+            diagonal = np.einsum("ik,ki->i", operator, coefficients)
+            cross = float(np.sum(lam * b * diagonal))
+            noise_term = noise_sq * float(np.sum(lam[:, None] * operator**2))
+            theta_sq = 0.0
+        else:
+            mapped = operator @ (coefficients * np.sqrt(b)[None, :])
+            projected = features @ (lam[:, None] * features.T)
+            seen_fit = float(np.sum(projected * (mapped @ mapped.T)))
+            cross = float(np.sum(lam * np.sqrt(b) * np.einsum("ij,ij->j", features, mapped)))
+            noise_term = noise_sq * float(np.sum(projected * (operator @ operator.T)))
+            theta_sq = float(np.sum(mapped**2)) + noise_sq * float(np.sum(operator**2))
+        seen = seen_fit - 2 * cross + float(np.sum(lam * b)) + noise_term
+        unseen = self.unseen.weighted + feature_variance * theta_sq * self.unseen.plain
+        return max(seen, 0.0) + unseen + noise_sq
+
+    def _loss(self, predictor: np.ndarray, unseen_variance: float, solution, theta_sq: float,
+              expected_loss: float) -> StudentFit:
         error = predictor - self.training.weights
         seen_loss = float(np.sum(self.covariance * error**2))
         unseen_loss = self.unseen.weighted + unseen_variance * self.unseen.plain
@@ -180,6 +226,7 @@ class LinearProblem:
         train_loss = (solution.residual_sq + self.basis.residual_sq) / self.training.batch.n_samples
         return StudentFit(
             loss=loss,
+            expected_loss=expected_loss,
             seen_loss=seen_loss,
             unseen_loss=unseen_loss,
             train_loss=train_loss,

@@ -24,6 +24,12 @@ class RidgeSolution:
     rank: int
     condition_number: float
     residual_sq: float
+    left: np.ndarray | None = None
+    right: np.ndarray | None = None
+
+    def operator(self) -> np.ndarray:
+        """Return the linear map R with theta = R targets (shape (N, n)): right @ left.T."""
+        return self.right @ self.left.T
 
 
 def solve_ridge(design: np.ndarray, targets: np.ndarray, ridge: float, n_samples: int | None = None) -> RidgeSolution:
@@ -67,7 +73,7 @@ def solve_ridge(design: np.ndarray, targets: np.ndarray, ridge: float, n_samples
     fitted = singular_values * shrink * projected
     residual_sq = float(targets @ targets - 2 * projected @ fitted + fitted @ fitted)
     condition = float(singular_values[0] / singular_values[rank - 1]) if rank else np.inf
-    return RidgeSolution(theta, singular_values, rank, condition, max(residual_sq, 0.0))
+    return RidgeSolution(theta, singular_values, rank, condition, max(residual_sq, 0.0), u, vt.T * shrink)
 
 
 def _svd(matrix: np.ndarray):

@@ -10,6 +10,7 @@ against simulation rather than derived).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -73,12 +74,17 @@ def seen_count(law: DataLaw, n_samples: float) -> float:
 
 
 def seen_count_asymptote(law: DataLaw, n_samples: float) -> float:
-    """Return the leading-order K(D) = Gamma(1 - 1/s) (c D)^(1/s) (asymptote; s > 1 only)."""
+    """Return the leading-order K(D) = Gamma(1 - 1/s) (c D)^(1/s) (asymptote; s > 1 only).
+
+    The exact sum lies 1/2 below this for large D: the asymptote is the
+    integral from 0, and the Euler-Maclaurin endpoint term at i = 0 is 1/2.
+    """
     if law.s <= 1:
         return math.nan
     return special.gamma(1.0 - 1.0 / law.s) * (law.c * n_samples) ** (1.0 / law.s)
 
 
+@functools.lru_cache(maxsize=4096)
 def deterministic_equivalent(law: DataLaw, teacher: Teacher, n_features: float) -> tuple[float, float]:
     """Return (kappa, L_DE(N)) for the linear random-feature student at D = inf.
 
@@ -104,8 +110,8 @@ def deterministic_equivalent(law: DataLaw, teacher: Teacher, n_features: float) 
     def excess(log_kappa: float) -> float:
         return degrees_of_freedom(math.exp(log_kappa)) - n_features
 
-    low, high = math.log(1e-300), math.log(law.covariance(np.array([1.0]))[0] * 1e6 + 1.0)
-    log_kappa = optimize.brentq(excess, low, high, xtol=1e-13, rtol=1e-13)
+    low, high = _kappa_bracket(law, n_features, excess)
+    log_kappa = optimize.brentq(excess, low, high, xtol=1e-12, rtol=1e-12)
     kappa = math.exp(log_kappa)
 
     def loss_summand(i):
@@ -114,6 +120,19 @@ def deterministic_equivalent(law: DataLaw, teacher: Teacher, n_features: float) 
 
     loss = smooth_sum(law, loss_summand, _crossover(law, kappa))
     return kappa, loss + teacher.noise**2
+
+
+def _kappa_bracket(law: DataLaw, n_features: float, excess) -> tuple[float, float]:
+    """Return log-kappa bounds around the root, starting from the power-law guess."""
+    a = max(law.effective_alpha, 0.05)
+    guess = math.log(law.covariance_tail_prefactor()) - (1 + a) * math.log(max(n_features, 1e-3))
+    low, high = guess - 3.0, guess + 3.0
+    # Degrees of freedom fall as kappa grows: excess(low) must be positive, excess(high) negative.
+    while excess(low) < 0 and low > -690:
+        low -= 6.0
+    while excess(high) > 0 and high < 690:
+        high += 6.0
+    return max(low, -690.0), min(high, 690.0)
 
 
 def _crossover(law: DataLaw, kappa: float) -> float | None:
