@@ -221,7 +221,8 @@ class DaskExecutor:
             else:
                 address = self.scheduler
             try:
-                client = stack.enter_context(Client(address, timeout=30, set_as_default=False))
+                # The connect timeout is Dask's distributed.comm.timeouts.connect (30 s unless configured).
+                client = stack.enter_context(Client(address, set_as_default=False))
             except OSError as error:
                 raise ExecutorError(f"failed to connect to the Dask scheduler at {address}: {error}") from None
             self._check_workers(client)
