@@ -11,8 +11,8 @@
 # program name for it, so a reused PID is left alone. Nothing is stopped by name.
 # STATE_DIR itself (config, logs, job state) is left for inspection.
 #
-# Exit codes: 0 everything stopped (or nothing was running); 1 something
-# could not be stopped; 2 usage.
+# Exit codes: 0 everything stopped (or nothing was running); 1 a daemon
+# failed to stop; 2 usage.
 
 set -u -o pipefail
 
@@ -65,15 +65,15 @@ stop_daemon() { # NAME PIDFILE
   fi
 }
 
-# Cancel leftover jobs while slurmctld, slurmd and munged are still up, so
-# that no slurmstepd or job process outlives the cluster.
+# Cancel leftover jobs while the daemons are still up, so that their slurmstepd
+# and job processes end with the cluster. After DOWN_TIMEOUT seconds this goes on regardless.
 if [ -f "$STATE/slurm.conf" ] && is_running_as "$(pid_from "$STATE/slurmctld.pid")" slurmctld; then
   export SLURM_CONF=$STATE/slurm.conf
-  jobs=$(timeout 10 squeue -h -o '%A' 2>/dev/null | sort -u)
-  if [ -n "$jobs" ]; then
-    say "cancelling jobs: $(echo $jobs)"
-    # shellcheck disable=SC2086
-    timeout 15 scancel $jobs 2>/dev/null
+  job_ids=$(timeout 10 squeue -h -o '%A' 2>/dev/null | sort -u | tr '\n' ' ')
+  if [ -n "$job_ids" ]; then
+    say "cancelling jobs: $job_ids"
+    # shellcheck disable=SC2086  # one argument per job id
+    timeout 15 scancel $job_ids 2>/dev/null
     end=$(( $(date +%s) + DOWN_TIMEOUT ))
     while [ -n "$(timeout 10 squeue -h -o '%A' 2>/dev/null)" ] && [ "$(date +%s)" -lt "$end" ]; do
       sleep 0.5

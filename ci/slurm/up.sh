@@ -156,11 +156,15 @@ if [ ! -s /etc/munge/munge.key ]; then
       die "failed to write /etc/munge/munge.key"
   fi
 fi
-chown munge:munge /etc/munge/munge.key && chmod 0600 /etc/munge/munge.key ||
+if ! { chown munge:munge /etc/munge/munge.key && chmod 0600 /etc/munge/munge.key; }; then
   die "failed to set owner and mode of /etc/munge/munge.key"
+fi
 
 munge_works() { timeout 10 munge -n 2>/dev/null | timeout 10 unmunge >/dev/null 2>&1; }
 
+# NOTE: all clusters on this machine share the munged on /run/munge. A second
+# up.sh with other ports reuses the first one's munged, which stops when the
+# first cluster's down.sh runs.
 rm -f "$STATE/munged.pid"
 if munge_works; then
   say "reusing the munged already serving /run/munge (down.sh will not stop it)"
@@ -192,7 +196,9 @@ fi
 # ---------------------------------------------------------------- slurm.conf
 CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)
 TOTAL_MB=$(free -m | awk '/^Mem:/ {print $2}')
-[ -n "$TOTAL_MB" ] && [ "$TOTAL_MB" -gt 0 ] 2>/dev/null || die "failed to read total memory from free -m"
+if ! [ "${TOTAL_MB:-0}" -gt 0 ] 2>/dev/null; then
+  die "failed to read total memory from free -m (got '${TOTAL_MB:-}')"
+fi
 # Use 90% of the total so that RealMemory stays below what slurmd detects.
 REAL_MB=$(( TOTAL_MB * 90 / 100 ))
 [ "$REAL_MB" -ge 1 ] || REAL_MB=1
@@ -274,10 +280,12 @@ done
 say "node localhost idle after $(( $(date +%s) - T0 ))s"
 
 # ---------------------------------------------------------------- smoke job
-# A tiny batch job proves that slurmstepd can run jobs on this machine.
-# It also waits out the first seconds after start, when slurmctld schedules nothing.
+# A tiny batch job proves that slurmstepd can run jobs on this machine. It also
+# waits out the first seconds after start (about 3 s with Slurm 22.05.8), when
+# slurmctld schedules nothing.
 if [ "${SLURM_UP_SMOKE:-1}" != 0 ]; then
-  mkdir -p "$STATE/smoke" && rm -f "$STATE/smoke/ok" || die "failed to create $STATE/smoke"
+  mkdir -p "$STATE/smoke" || die "failed to create $STATE/smoke"
+  rm -f "$STATE/smoke/ok"
   jid=$(timeout 30 sbatch --parsable --job-name=up-smoke --chdir="$STATE/smoke" \
         --output=/dev/null --wrap 'echo ok > ok' 2>"$LOG/smoke.sbatch") ||
     die "smoke job: sbatch failed: $(last_log_line "$LOG/smoke.sbatch")"
