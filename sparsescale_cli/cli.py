@@ -142,7 +142,12 @@ def run(
     selected_shard = parse_shard(shard) if shard is not None else None
     if jobs == 0:
         jobs = available_cores()
-    executor_name = executor.value if executor else ("dask" if scheduler else "processes")
+    if executor is not None:
+        executor_name = executor.value
+    elif scheduler is not None:
+        executor_name = "dask"
+    else:
+        executor_name = "processes"
     trial_executor = runner.make_executor(executor_name, jobs, scheduler)
     points, tasks = runner.plan_tasks(experiment)
     if dry_run:
@@ -171,9 +176,9 @@ def run(
         raise typer.Exit(130)
     if outcome.summary is not None:
         print_summary(console, outcome.summary.to_json())
-    console.print(f"results: {outcome.results_path}")
+    console.print(f"results: {outcome.results_path}", soft_wrap=True)
     for figure in outcome.figures:
-        console.print(f"figure: {figure}")
+        console.print(f"figure: {figure}", soft_wrap=True)
     if selected_shard is not None:
         console.print(f"shard {selected_shard.label}: {outcome.done} of {outcome.total} trials recorded; when every "
                       f"shard has finished, run: sparsescale merge {directory}", soft_wrap=True)
@@ -216,9 +221,9 @@ def merge(
     outcome = runner.merge(run_directory, make_figures=figures)
     if outcome.summary is not None:
         print_summary(console, outcome.summary.to_json())
-    console.print(f"results: {outcome.results_path} ({outcome.done} of {outcome.total} trials)")
+    console.print(f"results: {outcome.results_path} ({outcome.done} of {outcome.total} trials)", soft_wrap=True)
     for figure in outcome.figures:
-        console.print(f"figure: {figure}")
+        console.print(f"figure: {figure}", soft_wrap=True)
     if not outcome.missing:
         return
     config_path = run_directory / runner.CONFIG_NAME

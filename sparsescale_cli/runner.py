@@ -4,7 +4,7 @@ Data flows one way: config -> plan (points x replicates) -> executor ->
 trial function -> journal -> analysis -> results file and figures. The
 runner owns the run directory; experiments never see files or executors.
 
-A run directory holds the resolved config, one journal per writer (the main
+A run directory contains the resolved config, one journal per writer (the main
 ``journal.bin`` and one per shard) and ``results.h5``. Every run reads all
 journals of its directory, so a trial recorded by any earlier run or shard
 is not computed again.
@@ -62,7 +62,7 @@ class SilentReporter:
 
 @dataclass
 class RunOutcome:
-    """What a run, a shard run or a merge produced."""
+    """Result of a run, a shard run or a merge."""
 
     directory: Path
     results_path: Path
