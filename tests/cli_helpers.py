@@ -53,5 +53,6 @@ def assert_bitwise_equal(expected: dict, actual: dict, label: str) -> None:
         assert sorted(actual[key]) == sorted(fields), f"{label}: trial {key} has other fields"
         for name, value in fields.items():
             other = actual[key][name]
-            assert other.dtype == value.dtype and other.shape == value.shape, f"{label}: trial {key} {name}"
+            assert other.dtype == value.dtype, f"{label}: trial {key} field {name} has another dtype"
+            assert other.shape == value.shape, f"{label}: trial {key} field {name} has another shape"
             assert other.tobytes() == value.tobytes(), f"{label}: trial {key} field {name} differs"

@@ -77,5 +77,6 @@ def test_rerun_retries_only_the_failed_trial(tmp_path, monkeypatch, capsys, seri
     records, _, _ = read_journal(tmp_path / "journal.bin")
     assert len(records) == TOTAL_TRIALS + 1
     assert [r.key for r in records if r.key == FAILING_TRIAL] == [FAILING_TRIAL, FAILING_TRIAL]
-    assert records[-1].key == FAILING_TRIAL and records[-1].status == "ok"
+    assert records[-1].key == FAILING_TRIAL
+    assert records[-1].status == "ok"
     assert_bitwise_equal(trial_fields(serial_reference), trial_fields(tmp_path / "results.h5"), "retried run")

@@ -39,7 +39,7 @@ def test_parse_shard_auto_reads_slurm_array_variables():
     assert parse_shard("auto", environ) == Shard(5, 8)
 
 
-def test_parse_shard_auto_counts_from_the_first_task_id():
+def test_parse_shard_auto_one_based_array():
     environ = {"SLURM_ARRAY_TASK_ID": "64", "SLURM_ARRAY_TASK_COUNT": "64", "SLURM_ARRAY_TASK_MIN": "1",
                "SLURM_ARRAY_TASK_MAX": "64"}
     assert parse_shard("auto", environ) == Shard(63, 64)
@@ -51,7 +51,7 @@ def test_parse_shard_auto_outside_an_array_job_fails():
 
 
 def test_parse_shard_auto_rejects_a_sparse_array():
-    # sbatch --array=3,17 gives two tasks whose ids say nothing about the shard count.
+    # sbatch --array=3,17 starts two tasks, and neither their ids nor their count give the shard count.
     environ = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "3",
                "SLURM_ARRAY_TASK_MAX": "17"}
     with pytest.raises(ShardError, match="contiguous"):
