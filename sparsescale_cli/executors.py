@@ -52,17 +52,15 @@ class Task:
         return self.point.index, self.replicate
 
 
-_blas_controller = None
-
-
 def _one_blas_thread():
-    """Return a context manager that limits BLAS to one thread in this process."""
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
+    """Return a context manager that limits every loaded BLAS library to one thread.
 
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
+    It scans the loaded libraries on each call (about 1 ms). A BLAS library
+    that a trial loads while it runs is limited from the next trial on.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def execute_trial(task: Task) -> TrialRecord:
