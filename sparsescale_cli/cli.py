@@ -197,7 +197,7 @@ def _report_unfinished(outcome, advice: str, limit: int = 20) -> None:
         error_console.print(f"{len(outcome.failures)} trial(s) failed:", markup=False)
         for record in outcome.failures[:limit]:
             error_console.print(f"  point {record.point} replicate {record.replicate}: {record.error}", markup=False,
-                                highlight=False)
+                                highlight=False, soft_wrap=True)
         if len(outcome.failures) > limit:
             error_console.print(f"  ... and {len(outcome.failures) - limit} more (see the failed_trials table)")
     not_run = len(outcome.missing) - len(outcome.failures)

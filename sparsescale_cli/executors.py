@@ -155,30 +155,43 @@ class ProcessExecutor:
         def submit_next() -> None:
             if queue and not stop:
                 task = queue.popleft()
-                pending[pool.submit(execute_trial, task)] = task
-
-        for _ in range(2 * self.jobs):
-            submit_next()
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = pending.pop(future)
                 try:
-                    record = future.result()
+                    future = pool.submit(execute_trial, task)
                 except BrokenProcessPool:
-                    return self._report_broken_pool(task, pending, on_result)
-                if not on_result(record):
-                    stop = True
+                    queue.appendleft(task)
+                    raise
+                pending[future] = task
+
+        try:
+            for _ in range(2 * self.jobs):
                 submit_next()
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    # A future leaves ``pending`` only once its record is passed on.
+                    record = future.result()
+                    del pending[future]
+                    if not on_result(record):
+                        stop = True
+                    submit_next()
+        except BrokenProcessPool:
+            return self._report_broken_pool(pending, on_result)
         return False
 
     @staticmethod
-    def _report_broken_pool(task: Task, pending: dict[Future, Task], on_result: ResultCallback) -> bool:
-        message = "worker process died while running this trial (killed by a signal or out of memory?)"
-        logger.warning("a worker process died; %d trial(s) in flight are recorded as failed", len(pending) + 1)
-        keep_going = on_result(failed_record(task, message))
-        for other in pending.values():
-            keep_going = on_result(failed_record(other, message)) and keep_going
+    def _report_broken_pool(pending: dict[Future, Task], on_result: ResultCallback) -> bool:
+        """Pass on the records of a broken pool: finished trials as they are, the others as failed."""
+        message = "a worker process died while this trial was queued or running (killed by a signal or out of memory?)"
+        keep_going = True
+        lost = 0
+        for future, task in pending.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                record = future.result()
+            else:
+                record = failed_record(task, message)
+                lost += 1
+            keep_going = on_result(record) and keep_going
+        logger.warning("a worker process died; %d trial(s) in flight are recorded as failed", lost)
         return keep_going
 
 

@@ -3,7 +3,9 @@
 Each attempt starts the CLI, waits until its journal has grown (so most
 kills land while trials are being written), then kills the whole process
 group after a random delay. A third of the attempts use two worker
-processes. After every kill the journal may hold each trial at most once.
+processes. After every kill the journal may contain each trial at most once.
+A second test kills one worker of a process pool: its trials fail, and the
+others finish.
 """
 
 from __future__ import annotations
@@ -87,3 +89,38 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     assert attributes["trials_failed"] == 0
     assert_bitwise_equal(trial_fields(reference / "results.h5"), trial_fields(directory / "results.h5"),
                          "resumed after SIGKILL")
+
+
+@pytest.mark.slow
+def test_dead_worker_fails_its_trials_only(tmp_path):
+    psutil = pytest.importorskip("psutil", reason="psutil finds the worker processes")
+    directory = tmp_path / "run"
+    child = subprocess.Popen(cli_command("run", CONFIG, "--out", directory, "--jobs", "2", "--keep-going",
+                                         "--no-figures"),
+                             env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _journal_size(directory) == 0 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        workers = [process for process in psutil.Process(child.pid).children()
+                   if "spawn_main" in " ".join(process.cmdline())]
+        assert workers, "no worker process found; the run ended before the kill"
+        workers[0].kill()
+        _, errors = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+
+    assert child.returncode == 1
+    assert "a worker process died while this trial was queued or running" in errors
+    records, _, _ = read_journal(directory / "journal.bin")
+    failed = [record for record in records if record.status != "ok"]
+    # The broken pool fails every trial it held: at most two per worker.
+    assert 1 <= len(failed) <= 4
+    assert len(records) == TOTAL_TRIALS
+
+    resumed = run_cli("run", CONFIG, "--out", directory, "--no-figures")
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_results(directory / "results.h5").attributes["trials_done"] == TOTAL_TRIALS
