@@ -54,3 +54,10 @@ def test_other_shards_run_beside_a_running_shard(tmp_path):
     assert other_shard.returncode == 0, other_shard.stderr
     assert (directory / Shard(1, 2).results_name).exists()
     assert not (directory / running.journal_name).exists()
+
+
+def test_merge_of_non_run_directory_fails(tmp_path):
+    completed = run_cli("merge", tmp_path, "--no-figures")
+
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == f"error: {tmp_path}: not a sparsescale run directory (config.yaml not found)"
