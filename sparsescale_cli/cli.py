@@ -201,9 +201,11 @@ def _report_unfinished(outcome, advice: str, limit: int = 20) -> None:
         if len(outcome.failures) > limit:
             error_console.print(f"  ... and {len(outcome.failures) - limit} more (see the failed_trials table)")
     not_run = len(outcome.missing) - len(outcome.failures)
-    if not_run:
-        error_console.print(f"{not_run} trial(s) not run (a run without --keep-going stops at the first failure)"
-                            if outcome.failures else f"{not_run} trial(s) have no record yet", markup=False)
+    if not_run and outcome.failures:
+        error_console.print(f"{not_run} trial(s) not run (a run without --keep-going stops at the first failure)",
+                            markup=False)
+    elif not_run:
+        error_console.print(f"{not_run} trial(s) have no record yet", markup=False)
     if outcome.missing:
         error_console.print(f"{len(outcome.missing)} of {outcome.total} trials unfinished; {advice}", markup=False,
                             highlight=False, soft_wrap=True)
@@ -226,13 +228,17 @@ def merge(
         console.print(f"figure: {figure}", soft_wrap=True)
     if not outcome.missing:
         return
+    from .slurm import SCRIPT_NAME
+
     config_path = run_directory / runner.CONFIG_NAME
+    script = run_directory / SCRIPT_NAME
     advice = f"rerun them with: sparsescale run {config_path} --out {run_directory}"
     for count in runner.shard_counts(run_directory):
         shards = runner.shards_of_trials(runner.load_run_config(run_directory), outcome.missing, count)
         listed = ",".join(str(index) for index in shards)
-        advice += (f"; or by shard of {count}: sbatch --array={listed} {run_directory / 'submit-slurm.sh'}"
-                   f" (or --shard I/{count} for I in {listed})")
+        advice += f"; or rerun shards {listed} of {count} with --shard I/{count}"
+        if script.exists():
+            advice += f" or: sbatch --array={listed} {script}"
     _report_unfinished(outcome, advice)
     raise typer.Exit(1)
 

@@ -31,7 +31,8 @@ def test_three_shards_and_merge_match_serial(tmp_path, serial_reference):
 
     assert incomplete.returncode == 1
     assert "5 of 16 trials unfinished" in incomplete.stderr
-    assert "sbatch --array=1 " in incomplete.stderr
+    assert "rerun shards 1 of 3 with --shard I/3" in incomplete.stderr
+    assert "sbatch" not in incomplete.stderr
     assert read_results(tmp_path / "results.h5").attributes["trials_done"] == 11
 
     last_shard = run_cli("run", TINY_CONFIG, "--out", tmp_path, "--shard", "1/3")
