@@ -6,9 +6,11 @@ and exit with status 2; a run with failed trials exits with status 1.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -98,6 +100,12 @@ def validate(config: ConfigArgument, set_: SetOption = None) -> None:
                   f"replicates = {len(tasks)} trials")
 
 
+class ExecutorName(str, enum.Enum):
+    serial = "serial"
+    processes = "processes"
+    dask = "dask"
+
+
 @app.command()
 def run(
     config: ConfigArgument,
@@ -105,42 +113,176 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default: results/<kind>/<name>-<hash>).",
                                                 show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and a memory estimate; run nothing.")] = False,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes (1 runs in this process).")] = 1,
+    jobs: Annotated[Optional[int], typer.Option(
+        min=0, help="Local workers: processes, or Dask LocalCluster workers. 0 means one per available core. "
+                    "Default: 1 (runs in this process), or all cores for a Dask LocalCluster.",
+        show_default=False)] = None,
+    executor: Annotated[Optional[ExecutorName], typer.Option(
+        help="Where trials run. Default: dask when --scheduler is given, otherwise processes.",
+        show_default=False)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask). Without it, "
+             "--executor dask starts a LocalCluster on 127.0.0.1.", show_default=False)] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        help="Run only shard I/N of the plan (zero-based I), writing its own journal and results file; "
+             "'auto' reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT. Combine shards with "
+             "'sparsescale merge'.", show_default=False)] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Finish the other trials after a failure.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     figures: Annotated[bool, typer.Option(help="Save PNG figures beside the results.")] = True,
 ) -> None:
     """Run an experiment, resuming any trials already recorded in its run directory."""
     from . import runner
+    from .executors import available_cores
+    from .shards import parse_shard
 
     experiment = load_config(config, set_ or [])
     directory = out if out is not None else runner.default_run_directory(experiment, config)
+    selected_shard = parse_shard(shard) if shard is not None else None
+    if jobs == 0:
+        jobs = available_cores()
+    if executor is not None:
+        executor_name = executor.value
+    elif scheduler is not None:
+        executor_name = "dask"
+    else:
+        executor_name = "processes"
+    trial_executor = runner.make_executor(executor_name, jobs, scheduler)
     points, tasks = runner.plan_tasks(experiment)
     if dry_run:
-        memory = runner.peak_memory_estimate(experiment, jobs)
+        workers = trial_executor.local_workers
+        memory = runner.peak_memory_estimate(experiment, workers)
         console.print(f"kind: {experiment.kind}")
         console.print(f"trials: {len(tasks)} ({len(points)} points x {experiment.replicates} replicates)")
-        console.print(f"output: {directory / runner.RESULTS_NAME}")
-        console.print(f"peak memory estimate: {runner.format_bytes(memory)} ({jobs} worker{'s' if jobs > 1 else ''})")
+        if selected_shard is not None:
+            console.print(f"shard {selected_shard.label}: {len(selected_shard.select(tasks))} trials")
+            console.print(f"output: {directory / selected_shard.results_name}")
+        else:
+            console.print(f"output: {directory / runner.RESULTS_NAME}")
+        console.print(f"executor: {trial_executor.description}")
+        where = "per Dask worker" if scheduler else f"{workers} worker{'s' if workers > 1 else ''} on this machine"
+        console.print(f"peak memory estimate: {runner.format_bytes(memory)} ({where})")
         return
 
-    executor = runner.make_executor("processes", jobs)
     reporter = ProgressReporter(enabled=progress and console.is_terminal or progress and _force_progress())
-    outcome = runner.run(experiment, directory, executor=executor, reporter=reporter, keep_going=keep_going,
-                         make_figures=figures)
+    # Slurm ends a job at its time limit with SIGTERM; stop like Ctrl-C so that the journal stays clean.
+    signal.signal(signal.SIGTERM, _interrupt)
+    outcome = runner.run(experiment, directory, executor=trial_executor, reporter=reporter, keep_going=keep_going,
+                         make_figures=figures, shard=selected_shard)
     if outcome.interrupted:
         error_console.print(f"interrupted: {outcome.done} of {outcome.total} trials recorded in {directory}; "
                             "rerun the same command to resume")
         raise typer.Exit(130)
     if outcome.summary is not None:
         print_summary(console, outcome.summary.to_json())
-    console.print(f"results: {outcome.results_path}")
+    console.print(f"results: {outcome.results_path}", soft_wrap=True)
     for figure in outcome.figures:
-        console.print(f"figure: {figure}")
-    if outcome.failures:
-        error_console.print(f"{len(outcome.failures)} trial(s) failed (listed above); rerun the same command to "
-                            "retry them")
+        console.print(f"figure: {figure}", soft_wrap=True)
+    if selected_shard is not None:
+        console.print(f"shard {selected_shard.label}: {outcome.done} of {outcome.total} trials recorded; when every "
+                      f"shard has finished, run: sparsescale merge {directory}", soft_wrap=True)
+    _report_unfinished(outcome, "rerun the same command to retry them")
+    if outcome.missing:
         raise typer.Exit(1)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _report_unfinished(outcome, advice: str, limit: int = 20) -> None:
+    """Print the failed trials with their errors and the count of trials never run."""
+    if outcome.failures:
+        error_console.print(f"{len(outcome.failures)} trial(s) failed:", markup=False)
+        for record in outcome.failures[:limit]:
+            error_console.print(f"  point {record.point} replicate {record.replicate}: {record.error}", markup=False,
+                                highlight=False, soft_wrap=True)
+        if len(outcome.failures) > limit:
+            error_console.print(f"  ... and {len(outcome.failures) - limit} more (see the failed_trials table)")
+    not_run = len(outcome.missing) - len(outcome.failures)
+    if not_run and outcome.failures:
+        error_console.print(f"{not_run} trial(s) not run (a run without --keep-going stops at the first failure)",
+                            markup=False)
+    elif not_run:
+        error_console.print(f"{not_run} trial(s) have no record yet", markup=False)
+    if outcome.missing:
+        error_console.print(f"{len(outcome.missing)} of {outcome.total} trials unfinished; {advice}", markup=False,
+                            highlight=False, soft_wrap=True)
+
+
+@app.command()
+def merge(
+    run_directory: Annotated[Path, typer.Argument(help="Run directory holding the shards' journals.",
+                                                  show_default=False)],
+    figures: Annotated[bool, typer.Option(help="Save PNG figures beside the results.")] = True,
+) -> None:
+    """Combine the shards of a run into its results.h5, analyse it and report missing trials (exit 1 if any)."""
+    from . import runner
+
+    outcome = runner.merge(run_directory, make_figures=figures)
+    if outcome.summary is not None:
+        print_summary(console, outcome.summary.to_json())
+    console.print(f"results: {outcome.results_path} ({outcome.done} of {outcome.total} trials)", soft_wrap=True)
+    for figure in outcome.figures:
+        console.print(f"figure: {figure}", soft_wrap=True)
+    if not outcome.missing:
+        return
+    from .slurm import SCRIPT_NAME
+
+    config_path = run_directory / runner.CONFIG_NAME
+    script = run_directory / SCRIPT_NAME
+    advice = f"rerun them with: sparsescale run {config_path} --out {run_directory}"
+    for count in runner.shard_counts(run_directory):
+        shards = runner.shards_of_trials(runner.load_run_config(run_directory), outcome.missing, count)
+        listed = ",".join(str(index) for index in shards)
+        advice += f"; or rerun shards {listed} of {count} with --shard I/{count}"
+        if script.exists():
+            advice += f" or: sbatch --array={listed} {script}"
+    _report_unfinished(outcome, advice)
+    raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    config: ConfigArgument,
+    set_: SetOption = None,
+    slurm: Annotated[bool, typer.Option("--slurm", help="Submit a Slurm array job (the only scheduler so far).")] = False,
+    array: Annotated[int, typer.Option(min=1, help="Number of array tasks, i.e. shards of the run.")] = 1,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: results/<kind>/<name>-<hash>).",
+                                                show_default=False)] = None,
+    partition: Annotated[Optional[str], typer.Option(help="Slurm partition (default: the cluster's).",
+                                                     show_default=False)] = None,
+    time: Annotated[Optional[str], typer.Option(help="Time limit per task, e.g. 2:00:00 (default: the "
+                                                     "partition's).", show_default=False)] = None,
+    mem: Annotated[Optional[str], typer.Option(help="Memory per task, e.g. 8G (default: the cluster's).",
+                                               show_default=False)] = None,
+    cpus_per_task: Annotated[int, typer.Option(min=1, help="CPUs per task; each task runs that many worker "
+                                                           "processes.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the job script but do not submit it.")] = False,
+) -> None:
+    """Write a Slurm array job that runs one shard of the run per task, and submit it with sbatch."""
+    from . import runner, slurm as slurm_jobs
+
+    if not slurm:
+        raise SparsescaleError("give --slurm: Slurm array jobs are the only batch system supported so far")
+    experiment = load_config(config, set_ or [])
+    directory = out if out is not None else runner.default_run_directory(experiment, config)
+    _, tasks = runner.plan_tasks(experiment)
+    if array > len(tasks):
+        raise SparsescaleError(f"--array {array} is more than the {len(tasks)} trials of {config}; "
+                               f"use at most {len(tasks)}")
+    runner.prepare_directory(experiment, directory)
+    job = slurm_jobs.ArrayJob(array, partition, time, mem, cpus_per_task,
+                              job_name=f"sparsescale-{experiment.name or experiment.kind}")
+    script = slurm_jobs.write_array_script(job, directory, directory / runner.CONFIG_NAME)
+    console.print(f"job script: {script} ({array} tasks, {len(tasks)} trials)", soft_wrap=True)
+    if dry_run:
+        console.print(f"submit it with: sbatch {script}", soft_wrap=True)
+        return
+    job_id = slurm_jobs.submit(script)
+    console.print(f"submitted array job {job_id}")
+    console.print(f"watch it with: squeue -j {job_id}; then combine the shards with: sparsescale merge {directory}",
+                  soft_wrap=True)
 
 
 def _force_progress() -> bool:

@@ -3,10 +3,16 @@
 Data flows one way: config -> plan (points x replicates) -> executor ->
 trial function -> journal -> analysis -> results file and figures. The
 runner owns the run directory; experiments never see files or executors.
+
+A run directory contains the resolved config, one journal per writer (the main
+``journal.bin`` and one per shard) and ``results.h5``. Every run reads all
+journals of its directory, so a trial recorded by any earlier run or shard
+is not computed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -14,28 +20,23 @@ import platform
 import socket
 import subprocess
 import sys
-import time
-import traceback
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import multiprocessing
-
 from . import __version__, experiments
 from .errors import RunDirectoryError
+from .executors import Executor, SerialExecutor, Task, execute_trial, make_executor  # noqa: F401 - re-exported
 from .experiments.base import Point
 from .loading import config_from_text, config_hash, config_text
-from .store import Journal, RunLock, TrialRecord, write_results
+from .shards import MAIN_JOURNAL, Shard, journal_paths, shard_of_journal
+from .store import Journal, RunLock, TrialRecord, read_journal, write_results
 
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.h5"
-JOURNAL_NAME = "journal.bin"
+JOURNAL_NAME = MAIN_JOURNAL
 CONFIG_NAME = "config.yaml"
-_BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
 class Reporter(Protocol):
@@ -60,17 +61,8 @@ class SilentReporter:
 
 
 @dataclass
-class Task:
-    """One trial to compute: the config, a point and a replicate."""
-
-    config: Any
-    point: Point
-    replicate: int
-
-
-@dataclass
 class RunOutcome:
-    """What a run produced."""
+    """Result of a run, a shard run or a merge."""
 
     directory: Path
     results_path: Path
@@ -81,6 +73,9 @@ class RunOutcome:
     summary: Any
     figures: list[Path] = field(default_factory=list)
     interrupted: bool = False
+    shard: Shard | None = None
+    # Planned trials (of the shard, for a shard run) without a finished record, failed ones included.
+    missing: list[tuple[int, int]] = field(default_factory=list)
 
 
 def default_run_directory(config, config_path: str | Path, root: Path = Path("results")) -> Path:
@@ -102,89 +97,6 @@ def peak_memory_estimate(config, jobs: int = 1) -> int:
     points = module.plan(config)
     largest = max((module.estimate_trial_memory(config, p) for p in points), default=0)
     return largest * max(1, jobs)
-
-
-def execute_trial(task: Task) -> TrialRecord:
-    """Compute one trial; an exception becomes a failed record, never a crash of the run."""
-    module = experiments.experiment_module(task.config.kind)
-    started = time.perf_counter()
-    try:
-        fields = module.run_trial(task.config, task.point, task.replicate)
-    except Exception as error:  # noqa: BLE001 - any failure of one trial is recorded and reported
-        message = f"{type(error).__name__}: {error}"
-        logger.debug("trial %s/%s failed:\n%s", task.point.index, task.replicate, traceback.format_exc())
-        return TrialRecord(task.point.index, task.replicate, "failed", {"wall_time": time.perf_counter() - started},
-                           message)
-    fields.setdefault("wall_time", time.perf_counter() - started)
-    return TrialRecord(task.point.index, task.replicate, "ok", fields)
-
-
-def _worker_init() -> None:
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-
-
-class Executor(Protocol):
-    def run(self, tasks: list[Task], on_result: Callable[[TrialRecord], bool]) -> None: ...
-
-
-class SerialExecutor:
-    """Runs trials one after another in this process."""
-
-    def run(self, tasks: list[Task], on_result: Callable[[TrialRecord], bool]) -> None:
-        for task in tasks:
-            if not on_result(execute_trial(task)):
-                return
-
-
-class ProcessExecutor:
-    """Runs trials in local worker processes; results return to this process, the only writer.
-
-    Each worker is limited to one BLAS thread, so ``jobs`` workers use ``jobs`` cores.
-    """
-
-    def __init__(self, jobs: int):
-        self.jobs = jobs
-
-    def run(self, tasks: list[Task], on_result: Callable[[TrialRecord], bool]) -> None:
-        saved = {name: os.environ.get(name) for name in _BLAS_THREAD_VARIABLES}
-        for name in _BLAS_THREAD_VARIABLES:
-            os.environ[name] = "1"
-        context = multiprocessing.get_context("spawn")
-        try:
-            with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context, initializer=_worker_init) as pool:
-                pending: set[Future] = set()
-                queue = iter(tasks)
-                stop = False
-
-                def submit_next() -> None:
-                    task = next(queue, None)
-                    if task is not None:
-                        pending.add(pool.submit(execute_trial, task))
-
-                for _ in range(2 * self.jobs):
-                    submit_next()
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        pending.discard(future)
-                        if not on_result(future.result()):
-                            stop = True
-                        if not stop:
-                            submit_next()
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-
-def make_executor(name: str, jobs: int) -> Executor:
-    if name == "serial" or (name == "processes" and jobs <= 1):
-        return SerialExecutor()
-    if name == "processes":
-        return ProcessExecutor(jobs)
-    raise ValueError(f"unknown executor {name!r}")
 
 
 def provenance() -> dict[str, str]:
@@ -241,9 +153,52 @@ def prepare_directory(config, directory: Path) -> None:
                 f"{config_hash(config)}); choose another --out or remove that directory"
             )
         return
-    temporary = stored.with_name(stored.name + ".tmp")
+    # Shards may start at the same moment, so each writes its own temporary file and renames it.
+    temporary = stored.with_name(f"{stored.name}.{os.getpid()}.{socket.gethostname()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, stored)
+
+
+def load_run_config(directory: Path):
+    """Read the resolved config stored in a run directory."""
+    stored = directory / CONFIG_NAME
+    if not stored.exists():
+        raise RunDirectoryError(f"{directory}: not a sparsescale run directory ({CONFIG_NAME} not found)")
+    return config_from_text(stored.read_text(encoding="utf-8"), str(stored))
+
+
+def collect_records(directory: Path, own: Journal | None = None) -> dict[tuple[int, int], TrialRecord]:
+    """Return the best record of each trial over all journals of ``directory``.
+
+    A finished ("ok") record wins over a failed one, the first finished one
+    in journal order wins over later duplicates, and among failed records
+    the last one wins. Journals of other writers are only read: a torn tail
+    there may be a record being written now, so only its owner truncates it.
+    """
+    best: dict[tuple[int, int], TrialRecord] = {}
+    for path in journal_paths(directory):
+        if own is not None and path == own.path:
+            records = own.records()
+        else:
+            records, _, _ = read_journal(path)
+        for record in records:
+            current = best.get(record.key)
+            if current is None or current.status != "ok":
+                best[record.key] = record
+    return best
+
+
+def _largest_first(config, tasks: list[Task]) -> list[Task]:
+    """Order tasks by the memory estimate of their point, largest first (a proxy for cost).
+
+    Starting the longest trials first keeps workers from idling at the end of a run.
+    """
+    module = experiments.experiment_module(config.kind)
+    cost = {}
+    for task in tasks:
+        if task.point.index not in cost:
+            cost[task.point.index] = module.estimate_trial_memory(config, task.point)
+    return sorted(tasks, key=lambda task: -cost[task.point.index])
 
 
 def run(
@@ -253,35 +208,41 @@ def run(
     reporter: Reporter | None = None,
     keep_going: bool = False,
     make_figures: bool = True,
+    shard: Shard | None = None,
 ) -> RunOutcome:
-    """Compute every missing trial of ``config`` into ``directory``, then analyse and write results."""
+    """Compute every missing trial of ``config`` (or of one shard) into ``directory``, then write results.
+
+    A full run analyses all recorded trials into ``results.h5``. A shard run
+    writes its own journal and results file (records only, no analysis);
+    ``merge`` analyses the shards together.
+    """
     executor = executor or SerialExecutor()
     reporter = reporter or SilentReporter()
-    module = experiments.experiment_module(config.kind)
     prepare_directory(config, directory)
     started = _now()
 
-    with RunLock(directory):
-        journal = Journal(directory / JOURNAL_NAME)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(RunLock(directory, shared=shard is not None))
+        if shard is not None:
+            locks.enter_context(RunLock(directory, shard.lock_name))
+        journal = Journal(directory / (shard.journal_name if shard else JOURNAL_NAME))
         if journal.torn_bytes:
             logger.warning("%s: discarded a torn final record (%d bytes) from an interrupted run",
-                           directory / JOURNAL_NAME, journal.torn_bytes)
+                           journal.path, journal.torn_bytes)
+
         points, tasks = plan_tasks(config)
-        finished = {key for key, record in journal.latest().items() if record.status == "ok"}
-        todo = [t for t in tasks if (t.point.index, t.replicate) not in finished]
-        failures: list[TrialRecord] = []
+        mine = shard.select(tasks) if shard else tasks
+        finished = {key for key, record in collect_records(directory, journal).items() if record.status == "ok"}
+        todo = _largest_first(config, [t for t in mine if t.key not in finished])
         computed = 0
-        reporter.start(len(tasks), len(tasks) - len(todo), config.name or config.kind)
+        reporter.start(len(mine), len(mine) - len(todo), config.name or config.kind)
 
         def on_result(record: TrialRecord) -> bool:
             nonlocal computed
             journal.append(record)
             computed += 1
             reporter.advance(record)
-            if record.status != "ok":
-                failures.append(record)
-                return keep_going
-            return True
+            return record.status == "ok" or keep_going
 
         interrupted = False
         try:
@@ -291,42 +252,97 @@ def run(
         finally:
             reporter.finish()
 
-        latest = journal.latest()
-        ok = {key: r for key, r in latest.items() if r.status == "ok"}
-        by_point: dict[int, list[TrialRecord]] = {}
-        for record in ok.values():
-            by_point.setdefault(record.point, []).append(record)
-        remaining_failures = [r for r in latest.values() if r.status != "ok"]
+        best = collect_records(directory, journal)
+        mine_keys = [t.key for t in mine]
+        failures = [best[key] for key in mine_keys if key in best and best[key].status != "ok"]
+        missing = [key for key in mine_keys if key not in best or best[key].status != "ok"]
+        attributes = {"executor": executor.description, "started": started}
+        if shard is not None:
+            chosen = {key: best[key] for key in mine_keys if key in best}
+            results_path = directory / shard.results_name
+            attributes.update(shard=shard.label, shard_index=shard.index, shard_count=shard.count)
+            _write(config, results_path, points, len(mine), chosen, attributes, summary=None)
+            return RunOutcome(directory, results_path, len(mine), len(mine) - len(missing), computed, failures,
+                              None, [], interrupted, shard, missing)
 
-        summary = None
-        if not interrupted and ok:
-            fields = {p: [r.fields for r in sorted(rows, key=lambda r: r.replicate)] for p, rows in by_point.items()}
-            summary = module.analyze(config, points, fields)
-            failed_rows = [{"point": r.point, "replicate": r.replicate, "error": r.error} for r in remaining_failures]
-            if failed_rows:
-                summary.tables["failed_trials"] = failed_rows
-        attributes = {
-            "kind": config.kind,
-            "config_yaml": config_text(config),
-            "config_hash": config_hash(config),
-            "trials_total": len(tasks),
-            "trials_done": len(ok),
-            "trials_failed": len(remaining_failures),
-            "started": started,
-            "finished": _now(),
-            "wall_time_total": float(sum(r.fields.get("wall_time", 0.0) for r in ok.values())),
-            **provenance(),
-        }
-        results_path = directory / RESULTS_NAME
-        write_results(results_path, attributes, points, by_point, summary.to_json() if summary else None)
+        results_path, summary, figures = _finalize(config, directory, points, len(tasks), best, attributes,
+                                                   analyze=not interrupted, make_figures=make_figures)
+    return RunOutcome(directory, results_path, len(tasks), len(tasks) - len(missing), computed, failures, summary,
+                      figures, interrupted, None, missing)
 
-        figures: list[Path] = []
-        if summary is not None and make_figures:
-            fields = {p: [r.fields for r in sorted(rows, key=lambda r: r.replicate)] for p, rows in by_point.items()}
-            figures = module.plot(config, points, fields, summary, directory)
 
-    return RunOutcome(directory, results_path, len(tasks), len(ok), computed, remaining_failures, summary,
-                      figures, interrupted)
+def merge(directory: Path, make_figures: bool = True) -> RunOutcome:
+    """Combine every journal of a run directory (the shards' and the main one) into its ``results.h5``."""
+    config = load_run_config(directory)
+    started = _now()
+    with RunLock(directory):
+        points, tasks = plan_tasks(config)
+        best = collect_records(directory)
+        sources = [path.name for path in journal_paths(directory)]
+        attributes = {"executor": f"merge of {len(sources)} journal(s)", "merged_journals": ", ".join(sources),
+                      "started": started}
+        results_path, summary, figures = _finalize(config, directory, points, len(tasks), best, attributes,
+                                                   analyze=True, make_figures=make_figures)
+    keys = [task.key for task in tasks]
+    failures = [best[key] for key in keys if key in best and best[key].status != "ok"]
+    missing = [key for key in keys if key not in best or best[key].status != "ok"]
+    return RunOutcome(directory, results_path, len(tasks), len(tasks) - len(missing), 0, failures, summary, figures,
+                      False, None, missing)
+
+
+def shard_counts(directory: Path) -> list[int]:
+    """Return the shard counts N of the shard journals in ``directory`` (usually one)."""
+    counts = {shard.count for path in journal_paths(directory) if (shard := shard_of_journal(path))}
+    return sorted(counts)
+
+
+def _finalize(config, directory: Path, points: list[Point], total: int, best: dict[tuple[int, int], TrialRecord],
+              attributes: dict[str, Any], analyze: bool, make_figures: bool):
+    """Analyse the finished records, write ``results.h5`` and the figures; return (path, summary, figures)."""
+    module = experiments.experiment_module(config.kind)
+    ok = {key: record for key, record in best.items() if record.status == "ok"}
+    failed = [record for record in best.values() if record.status != "ok"]
+    by_point = _by_point(ok)
+    fields = {p: [r.fields for r in rows] for p, rows in by_point.items()}
+
+    summary = None
+    if analyze and ok:
+        summary = module.analyze(config, points, fields)
+        failed_rows = [{"point": r.point, "replicate": r.replicate, "error": r.error} for r in failed]
+        if failed_rows:
+            summary.tables["failed_trials"] = failed_rows
+    results_path = directory / RESULTS_NAME
+    _write(config, results_path, points, total, best, attributes, summary)
+
+    figures: list[Path] = []
+    if summary is not None and make_figures:
+        figures = module.plot(config, points, fields, summary, directory)
+    return results_path, summary, figures
+
+
+def _by_point(records: dict[tuple[int, int], TrialRecord]) -> dict[int, list[TrialRecord]]:
+    by_point: dict[int, list[TrialRecord]] = {}
+    for record in records.values():
+        by_point.setdefault(record.point, []).append(record)
+    return {point: sorted(rows, key=lambda r: r.replicate) for point, rows in by_point.items()}
+
+
+def _write(config, path: Path, points: list[Point], total: int, best: dict[tuple[int, int], TrialRecord],
+           attributes: dict[str, Any], summary) -> None:
+    ok = {key: record for key, record in best.items() if record.status == "ok"}
+    attributes = {
+        "kind": config.kind,
+        "config_yaml": config_text(config),
+        "config_hash": config_hash(config),
+        "trials_total": total,
+        "trials_done": len(ok),
+        "trials_failed": len(best) - len(ok),
+        **attributes,
+        "finished": _now(),
+        "wall_time_total": float(sum(r.fields.get("wall_time", 0.0) for r in ok.values())),
+        **provenance(),
+    }
+    write_results(path, attributes, points, _by_point(ok), summary.to_json() if summary else None)
 
 
 def format_bytes(count: float) -> str:
@@ -335,3 +351,10 @@ def format_bytes(count: float) -> str:
             return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
         count /= 1024
     return f"{count:.1f} TiB"
+
+
+def shards_of_trials(config, keys: list[tuple[int, int]], count: int) -> list[int]:
+    """Return the indices of the shards of ``count`` that hold the trials ``keys``."""
+    _, tasks = plan_tasks(config)
+    wanted = set(keys)
+    return sorted({position % count for position, task in enumerate(tasks) if task.key in wanted})

@@ -130,34 +130,56 @@ class Journal:
 
 
 class RunLock:
-    """An exclusive advisory lock on a run directory, held while a run writes to it."""
+    """An advisory flock on a run directory, held while a process writes to it.
 
-    def __init__(self, directory: Path, name: str = ".lock"):
+    A full run or a merge holds the lock exclusively. Shards of one run hold
+    it shared, so they can run side by side while a full run or a merge of
+    the same directory is rejected until they finish.
+    """
+
+    def __init__(self, directory: Path, name: str = ".lock", shared: bool = False):
         self.path = directory / name
+        self.shared = shared
         self._handle = None
 
     def __enter__(self) -> RunLock:
         self._handle = open(self.path, "a+")
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._handle.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
             self._handle.seek(0)
-            owner = self._handle.read().strip() or "unknown"
-            self._handle.close()
-            self._handle = None
+            # Only exclusive holders write their pid, and they clear it on release.
+            owner = self._handle.read().strip() or "a shard run"
+            self._close()
             raise RunDirectoryError(
                 f"{self.path.parent}: another sparsescale process ({owner}) is writing to this run; "
                 "wait for it to finish or choose another --out"
             ) from None
-        self._handle.seek(0)
-        self._handle.truncate()
-        self._handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
-        self._handle.flush()
+        except OSError as error:
+            self._close()
+            raise RunDirectoryError(
+                f"{self.path}: failed to lock the run directory ({error.strerror}); the file system may not "
+                "support flock (Lustre needs the 'flock' mount option)"
+            ) from None
+        if not self.shared:
+            self._handle.seek(0)
+            self._handle.truncate()
+            self._handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            self._handle.flush()
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._handle is None:
+            return
+        if not self.shared:
+            self._handle.truncate(0)
+            self._handle.flush()
+        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        self._close()
+
+    def _close(self) -> None:
         if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
 
