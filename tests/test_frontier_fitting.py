@@ -47,7 +47,7 @@ def test_fit_resists_one_outlier():
 
 
 def test_fit_reports_undetermined_term():
-    # Losses that do not depend on D leave the data term at a bound, and the status says so.
+    # Losses that do not depend on D leave the data term at a bound, and the status reports it.
     n_features, n_samples = _grid()
     losses = 0.1 + 2.5 * n_features**-1.0
     fit = fitting.fit_additive_law(n_features, n_samples, losses)
@@ -56,9 +56,9 @@ def test_fit_reports_undetermined_term():
 
 
 def test_bootstrap_intervals_cover_true_exponents():
-    # Coverage over repeated noisy draws (fixed seeds 0..29): 16 replicates with 5%
-    # log-normal noise at each of 36 points; the percentile intervals must contain
-    # each true exponent in at least 90% of the draws.
+    # Coverage over repeated noisy draws with the fixed seeds 0..29. Each draw has 16
+    # replicates with 5% log-normal noise at each of 36 points, and the percentile
+    # intervals must contain each true exponent in at least 90% of the draws.
     n_features, n_samples = _grid()
     draws = 30
     covered = np.zeros(3)

@@ -29,7 +29,7 @@ def test_optimum_matches_numerical_minimum_on_contour():
         assert optimum.loss == pytest.approx(result.fun, rel=1e-9)
 
 
-def test_sparse_frontier_exponents_are_one_third_and_two_thirds():
+def test_sparse_frontier_exponents():
     # a_N = alpha = 1 and a_D = alpha/s = 1/2 give a_D/(a_N+a_D) = 1/3.
     n_exponent, d_exponent = theory_law(SPARSE, TEACHER).frontier_exponents()
     assert n_exponent == pytest.approx(1 / 3)
@@ -42,7 +42,7 @@ def test_dense_frontier_is_symmetric():
     assert dense.optimum(1e10).n_features == pytest.approx(1e5, rel=1e-12)
 
 
-def test_sparse_optimum_is_pi_times_cube_root_of_compute():
+def test_sparse_optimum_closed_form():
     # By hand for alpha = 1, s = 2, c = 1: A = (pi/2)^2, B = Gamma(1/2)/2, so
     # N*^(3/2) = (A / (B/2)) C^(1/2) = pi^(3/2) C^(1/2) and N* = pi C^(1/3).
     law = theory_law(SPARSE, TEACHER)
