@@ -317,6 +317,128 @@ def summary(
     print_summary(console, stored)
 
 
+@app.command()
+def frontier(
+    budget: Annotated[str, typer.Option(help="Compute budget C, or a log-spaced range START:STOP:COUNT "
+                                             "(e.g. 1e6:1e12:13).", show_default=False)],
+    alpha: Annotated[Optional[float], typer.Option(help="Spectral exponent alpha (theory and --csv; default 1).",
+                                                   show_default=False)] = None,
+    s: Annotated[Optional[float], typer.Option("--s", help="Sparsity exponent s: 0 (dense) or above 1 (default 2).",
+                                               show_default=False)] = None,
+    c: Annotated[float, typer.Option(help="Activation prefactor c of p_i = min(1, c i^-s).")] = 1.0,
+    noise: Annotated[float, typer.Option(help="Label noise sigma; the loss floor is sigma^2.")] = 0.0,
+    beta: Annotated[float, typer.Option(help="Teacher weight exponent beta, E[w_i^2] = i^-beta, in [0, 1).")] = 0.0,
+    cost: Annotated[str, typer.Option(help="Compute model: nd (C = N D), 6nd (C = 6 N D) or nd-steps "
+                                           "(C = N D T for T gradient-descent steps).")] = "nd",
+    steps: Annotated[Optional[float], typer.Option(help="T, the gradient-descent steps of --cost nd-steps.",
+                                                   show_default=False)] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Fit the law to a compute_frontier results.h5.",
+                                                    show_default=False)] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Fit the law to a CSV with columns N, D, loss "
+                                                     "(and optionally replicate).", show_default=False)] = None,
+    floor: Annotated[Optional[float], typer.Option(help="Hold the loss floor E at this value in a --csv fit "
+                                                        "(fitted when omitted).", show_default=False)] = None,
+    bootstrap: Annotated[int, typer.Option(min=20, max=100_000, help="Bootstrap resamples of a fitted law.")] = 200,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the bootstrap resampling.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a list of rows as JSON for scripts.")] = False,
+) -> None:
+    """Print the compute-optimal N*, D* and loss at each budget, from theory or from a fitted law."""
+    from . import fitting
+    from . import frontier as answers
+    from .errors import FrontierInputError
+    from .experiments.base import Law
+    from .model.frontier import dense_counterpart, theory_law
+    from .report import laws_table, rows_table
+
+    budgets = answers.parse_budgets(budget)
+    multiplier = answers.multiplier_for(cost, steps)
+    if results is not None and csv_file is not None:
+        raise FrontierInputError("give --results or --csv, not both")
+    if floor is not None and not (floor >= 0 and floor < float("inf")):
+        raise FrontierInputError(f"--floor must be a non-negative number, got {floor:g}")
+
+    if results is not None:
+        if alpha is not None or s is not None:
+            raise FrontierInputError("--alpha and --s come from the run's config with --results; omit them")
+        source = answers.fit_results(results, fitting.HUBER_DELTA, bootstrap, seed)
+    elif csv_file is not None:
+        source = answers.fit_csv(csv_file, floor, fitting.HUBER_DELTA, bootstrap, seed)
+        if alpha is not None or s is not None:
+            law, teacher = answers.model_law(1.0 if alpha is None else alpha, 2.0 if s is None else s, c, noise, beta)
+            source.theory = theory_law(law, teacher)
+            source.dense = theory_law(dense_counterpart(law), teacher)
+    else:
+        source = None
+        law, teacher = answers.model_law(1.0 if alpha is None else alpha, 2.0 if s is None else s, c, noise, beta)
+        sparse_law, dense_law = theory_law(law, teacher), theory_law(dense_counterpart(law), teacher)
+
+    if source is None:
+        rows = answers.theory_rows(sparse_law, dense_law, budgets, multiplier)
+        laws = _frontier_theory_laws(sparse_law, dense_law, Law)
+        notes = ["N*, D* and the loss use the additive law L = E + A N^-a_N + B D^-a_D (conjecture: it ignores "
+                 "the interpolation peak at N ~ K(D)); the exponents hold for any scaling form (asymptote)."]
+    else:
+        rows = answers.fitted_rows(source, budgets, multiplier)
+        laws = _frontier_fitted_laws(source, Law)
+        notes = [f"Law {source.description}: {source.bootstrap.fit.status()}. Intervals: 95% percentile bootstrap "
+                 f"over {source.bootstrap.unit} ({len(source.bootstrap.resampled)} usable of {bootstrap} resamples)."]
+
+    if json_output:
+        print(json.dumps(rows, indent=2))
+        return
+    console.print(laws_table({"kind": "frontier", "laws": [law.to_json() for law in laws]}))
+    console.print(rows_table(f"compute-optimal allocation (cost {cost})", _frontier_display_rows(rows)))
+    for note in notes:
+        console.print(f"[dim]note:[/dim] {note}")
+
+
+def _frontier_theory_laws(sparse_law, dense_law, law_class) -> list:
+    n_exponent, d_exponent = sparse_law.frontier_exponents()
+    dense_n, dense_d = dense_law.frontier_exponents()
+    return [
+        law_class("N*(C) exponent", None, None, n_exponent, "asymptote", "a_D/(a_N + a_D)",
+                  f"a_N = {sparse_law.feature_exponent:g}, a_D = {sparse_law.data_exponent:g}"),
+        law_class("D*(C) exponent", None, None, d_exponent, "asymptote", "a_N/(a_N + a_D)"),
+        law_class("N*(C) exponent, dense model", None, None, dense_n, "asymptote", "s = 0"),
+        law_class("D*(C) exponent, dense model", None, None, dense_d, "asymptote", "s = 0"),
+    ]
+
+
+def _frontier_fitted_laws(source, law_class) -> list:
+    bootstrap = source.bootstrap
+    fitted = bootstrap.fit.law
+    theory = source.theory
+    entries = [
+        ("a_N", fitted.feature_exponent, lambda law: law.feature_exponent,
+         theory.feature_exponent if theory else None),
+        ("a_D", fitted.data_exponent, lambda law: law.data_exponent, theory.data_exponent if theory else None),
+        ("N*(C) exponent", fitted.frontier_exponents()[0], lambda law: law.frontier_exponents()[0],
+         theory.frontier_exponents()[0] if theory else None),
+        ("D*(C) exponent", fitted.frontier_exponents()[1], lambda law: law.frontier_exponents()[1],
+         theory.frontier_exponents()[1] if theory else None),
+    ]
+    laws = []
+    for name, value, quantity, expected in entries:
+        interval = bootstrap.interval(quantity) if bootstrap.resampled else None
+        laws.append(law_class(f"{name} (fit)", value, interval, expected, "conjecture",
+                              f"{source.rows} losses", "additive law fitted in log space (Huber)"))
+    return laws
+
+
+def _frontier_display_rows(rows: list[dict]) -> list[dict]:
+    display = []
+    for row in rows:
+        entry = {"budget": row["budget"], "N*": row["N"], "D*": row["D"], "loss": row["loss"]}
+        if row.get("N_ci95") is not None:
+            entry.update({"N* 95% CI": row["N_ci95"], "D* 95% CI": row["D_ci95"], "loss 95% CI": row["loss_ci95"]})
+        if row.get("theory"):
+            entry.update({"N* theory": row["theory"]["N"], "loss theory": row["theory"]["loss"]})
+        if row.get("dense"):
+            entry.update({"N* dense": row["dense"]["N"], "loss dense": row["dense"]["loss"]})
+        display.append(entry)
+    return display
+
+
 def main() -> None:
     """Entry point: run the app and turn input errors into one line and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")

@@ -33,3 +33,7 @@ class RunDirectoryError(SparsescaleError):
 
 class ResultsFileError(SparsescaleError):
     """A results file is missing, unreadable or not written by sparsescale."""
+
+
+class FrontierInputError(SparsescaleError):
+    """An invalid option or input table of ``sparsescale frontier``."""

@@ -11,16 +11,18 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
-from . import double_descent
+from . import compute_frontier, double_descent
 
 MODULES: dict[str, ModuleType] = {
     double_descent.KIND: double_descent,
+    compute_frontier.KIND: compute_frontier,
 }
 CONFIG_CLASSES = {
     double_descent.KIND: double_descent.DoubleDescentConfig,
+    compute_frontier.KIND: compute_frontier.ComputeFrontierConfig,
 }
 # Kinds whose modules are planned but not yet part of this version.
-PLANNED_KINDS = ("compute_frontier", "gd_stability", "nonlinear")
+PLANNED_KINDS = ("gd_stability", "nonlinear")
 
 
 def experiment_module(kind: str) -> ModuleType:

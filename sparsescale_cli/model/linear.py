@@ -21,11 +21,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from .keyed import keyed_normal
 from .laws import DataLaw, Teacher
 from .sampler import SparseBatch, sample_batch
-from .solvers import RangeBasis, range_basis, solve_ridge
+from .solvers import RangeBasis, range_basis, solve_ridge, solve_ridge_path
 
 INVERSE_N = "inverse_n"
 UNIT = "unit"
@@ -51,6 +52,21 @@ def draw_training_set(
     if teacher.noise > 0:
         labels = labels + teacher.noise * rng.standard_normal(n_samples)
     return TrainingSet(batch, weights, labels)
+
+
+def first_samples(training: TrainingSet, n_samples: int) -> TrainingSet:
+    """Return the training set made of the first ``n_samples`` inputs of ``training``.
+
+    Inputs are independent and identically distributed, so the first D rows
+    of a larger draw are a draw of D inputs. Sweeps that share one draw
+    across several D this way compare like with like (common random numbers).
+    """
+    if not 1 <= n_samples <= training.batch.n_samples:
+        raise ValueError(f"n_samples must be in [1, {training.batch.n_samples}], got {n_samples}")
+    rows = sp.csc_matrix(training.batch.matrix[:n_samples])
+    active = np.diff(rows.indptr) > 0
+    batch = SparseBatch(coords=training.batch.coords[active], matrix=sp.csc_matrix(rows[:, active]))
+    return TrainingSet(batch, training.weights[active], training.labels[:n_samples])
 
 
 def teacher_weights(teacher: Teacher, teacher_seed: int, coords: np.ndarray) -> np.ndarray:
@@ -167,6 +183,21 @@ class LinearProblem:
         theta_sq = float(solution.theta @ solution.theta)
         expected = self._expected_loss(features, solution, scale**2)
         return self._loss(predictor, scale**2 * theta_sq, solution, theta_sq, expected)
+
+    def fit_features_path(self, features: np.ndarray, ridges: list[float], scale: float) -> list[StudentFit]:
+        """Fit theta for each ridge in ``ridges`` on one feature matrix; see :meth:`fit_features`.
+
+        The SVD of the design is shared by the whole path, so a grid of
+        ridges costs little more than one fit.
+        """
+        n_samples = self.training.batch.n_samples
+        design = self.basis.coefficients @ features.T
+        fits = []
+        for solution in solve_ridge_path(design, self.basis.targets, ridges, n_samples=n_samples):
+            predictor = features.T @ solution.theta
+            theta_sq = float(solution.theta @ solution.theta)
+            fits.append(self._loss(predictor, scale**2 * theta_sq, solution, theta_sq))
+        return fits
 
     def fit_kernel_limit(self, ridge: float) -> StudentFit:
         """Fit the N = inf limit: ridge (or minimum-norm) regression on x itself.

@@ -64,10 +64,7 @@ def solve_ridge(design: np.ndarray, targets: np.ndarray, ridge: float, n_samples
     kept = singular_values > cutoff
     rank = int(kept.sum())
 
-    if ridge > 0:
-        shrink = singular_values / (singular_values**2 + n_samples * ridge)
-    else:
-        shrink = np.where(kept, 1.0 / np.where(kept, singular_values, 1.0), 0.0)
+    shrink = _ridge_shrinkage(singular_values, kept, ridge, n_samples)
     theta = vt.T @ (shrink * projected)
 
     fitted = singular_values * shrink * projected
@@ -158,3 +155,55 @@ def _count_above_floor(eigenvalues: np.ndarray, size: int) -> int:
         return 0
     floor = 100 * size * np.finfo(float).eps * eigenvalues[-1]
     return int(np.count_nonzero(eigenvalues > floor))
+
+
+def solve_ridge_path(
+    design: np.ndarray, targets: np.ndarray, ridges: list[float], n_samples: int | None = None
+) -> list[RidgeSolution]:
+    """Solve ridge regression for several ridges from one SVD of ``design``.
+
+    Same conventions as :func:`solve_ridge`, which each entry equals; the
+    SVD, the dominant cost, is computed once for the whole path.
+    """
+    n_rows, n_features = design.shape
+    n_samples = n_rows if n_samples is None else n_samples
+    if n_rows == 0 or n_features == 0:
+        return [solve_ridge(design, targets, ridge, n_samples) for ridge in ridges]
+
+    u, singular_values, vt = _svd_wide(design)
+    projected = u.T @ targets
+    cutoff = np.finfo(float).eps * max(n_samples, n_features) * singular_values[0]
+    kept = singular_values > cutoff
+    rank = int(kept.sum())
+    condition = float(singular_values[0] / singular_values[rank - 1]) if rank else np.inf
+    target_sq = float(targets @ targets)
+
+    solutions = []
+    for ridge in ridges:
+        shrink = _ridge_shrinkage(singular_values, kept, ridge, n_samples)
+        fitted = singular_values * shrink * projected
+        residual_sq = max(float(target_sq - 2 * projected @ fitted + fitted @ fitted), 0.0)
+        solutions.append(RidgeSolution(vt.T @ (shrink * projected), singular_values, rank, condition, residual_sq))
+    return solutions
+
+
+def _ridge_shrinkage(singular_values: np.ndarray, kept: np.ndarray, ridge: float, n_samples: int) -> np.ndarray:
+    """Return the factors s / (s^2 + D gamma), or 1/s on the kept singular values when gamma = 0."""
+    if ridge > 0:
+        return singular_values / (singular_values**2 + n_samples * ridge)
+    return np.where(kept, 1.0 / np.where(kept, singular_values, 1.0), 0.0)
+
+
+def _svd_wide(matrix: np.ndarray):
+    """Return the thin SVD, through a QR of the transpose when the matrix is much wider than tall.
+
+    For an n x N matrix with N > 2n, A^T = Q R (Householder, backward
+    stable) and the SVD of the n x n matrix R^T = U S W^T give A = U S (Q W)^T
+    at a fraction of the cost of a direct SVD of A.
+    """
+    n_rows, n_columns = matrix.shape
+    if n_columns <= 2 * n_rows:
+        return _svd(matrix)
+    q, r = scipy.linalg.qr(matrix.T, mode="economic", check_finite=False)
+    u, singular_values, wt = _svd(r.T)
+    return u, singular_values, wt @ q.T
