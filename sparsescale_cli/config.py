@@ -201,15 +201,18 @@ class GradientDescentFit(StrictModel):
     steps: Annotated[int, Field(ge=1, le=10**12)] = 1000
     record_steps: list[Annotated[int, Field(ge=0)]] | None = None
 
-    @model_validator(mode="after")
-    def _record_within_steps(self) -> GradientDescentFit:
-        if self.record_steps is not None:
-            beyond = [t for t in self.record_steps if t > self.steps]
-            if beyond:
-                raise ValueError(f"record_steps {beyond} exceed steps = {self.steps}")
-            if not self.record_steps:
-                raise ValueError("record_steps must list at least one step, or be left out")
-        return self
+    @field_validator("record_steps")
+    @classmethod
+    def _record_within_steps(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("record_steps must list at least one step, or be left out")
+        steps = info.data.get("steps")
+        beyond = [t for t in value if steps is not None and t > steps]
+        if beyond:
+            raise ValueError(f"steps {beyond} exceed steps = {steps}; raise fit.steps or drop them")
+        return value
 
     def recorded_steps(self) -> list[int]:
         """Return the steps at which the loss is recorded: ``record_steps``, or 0, T and about 30 log-spaced."""
