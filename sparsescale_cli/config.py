@@ -182,6 +182,56 @@ class RidgeFit(StrictModel):
     ridge: Annotated[float, Field(ge=0)] = 0.0
 
 
+ETA_RELATIVE = "relative"
+ETA_ABSOLUTE = "absolute"
+
+
+class GradientDescentFit(StrictModel):
+    """Full-batch gradient descent from theta = 0 with a fixed step eta for T steps.
+
+    The training loss is (1/(2D)) ||Phi theta - y||^2, so a run diverges exactly
+    when eta * lambda_max(Phi^T Phi / D) > 2. With ``eta_unit: relative`` the
+    step is eta / lambda_max of the population Hessian E[phi(x) phi(x)^T], so
+    eta < 2 is stable on the population loss.
+    """
+
+    method: Literal["gradient_descent"]
+    eta: Annotated[float, Field(gt=0)]
+    eta_unit: Literal["relative", "absolute"] = ETA_RELATIVE
+    steps: Annotated[int, Field(ge=1, le=10**12)] = 1000
+    record_steps: list[Annotated[int, Field(ge=0)]] | None = None
+
+    @field_validator("record_steps")
+    @classmethod
+    def _record_within_steps(cls, value: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("record_steps must list at least one step, or be left out")
+        steps = info.data.get("steps")
+        beyond = [t for t in value if steps is not None and t > steps]
+        if beyond:
+            raise ValueError(f"steps {beyond} exceed steps = {steps}; raise fit.steps or drop them")
+        return value
+
+    def recorded_steps(self) -> list[int]:
+        """Return the steps at which the loss is recorded: ``record_steps``, or 0, T and about 30 log-spaced."""
+        if self.record_steps is not None:
+            return sorted(set(self.record_steps))
+        spaced = np.geomspace(1, self.steps, 30).round().astype(int).tolist()
+        return sorted({0, self.steps, *spaced})
+
+
+def _default_fit_method(value: Any) -> Any:
+    """Let a fit section without ``method`` mean ridge, as before gradient descent existed."""
+    if isinstance(value, dict) and "method" not in value:
+        return {**value, "method": "ridge"}
+    return value
+
+
+Fit = Annotated[RidgeFit | GradientDescentFit, Field(discriminator="method"), BeforeValidator(_default_fit_method)]
+
+
 class ExperimentBase(StrictModel):
     """Fields every experiment kind has."""
 
@@ -190,6 +240,6 @@ class ExperimentBase(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
-    fit: RidgeFit = Field(default_factory=RidgeFit)
+    fit: Fit = Field(default_factory=RidgeFit)
     replicates: Annotated[int, Field(ge=2, le=1_000_000)] = 10
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0

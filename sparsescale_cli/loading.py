@@ -18,6 +18,7 @@ from . import experiments
 from .errors import ConfigError
 
 LineMap = dict[tuple, int]
+FIT_METHODS = ("ridge", "gradient_descent")
 
 
 class _Loader(yaml.SafeLoader):
@@ -199,8 +200,11 @@ def _strip_variant_tags(path: tuple) -> tuple:
     """Drop pydantic's union-branch markers such as 'int', 'float' or 'function-after[...]'."""
     tags = {"int", "float", "str", "bool", "list[int]", "list[union[int,float]]", "dict[any,any]", "none"}
     kept = []
-    for part in path:
+    for position, part in enumerate(path):
         if isinstance(part, str) and (part in tags or "[" in part or part.startswith("function-")):
+            continue
+        # A discriminated fit section reports its method tag, as in fit.gradient_descent.eta.
+        if kept == ["fit"] and part in FIT_METHODS and position + 1 < len(path):
             continue
         kept.append(part)
     return tuple(kept)

@@ -85,3 +85,66 @@ def plot_double_descent(summary, path: Path, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=150)
     plt.close(figure)
+
+
+def plot_gd_stability(summary, path: Path, title: str) -> None:
+    """Draw P(unstable) against D (log-log, with the spike-model theory) and learning curves of stable runs."""
+    curves = summary.curves
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12.4, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    for number, series in enumerate(curves.get("points", [])):
+        color = colors[number % len(colors)]
+        d = np.array(series["n_samples"], dtype=float)
+        p = np.array(series["p_unstable"], dtype=float)
+        low, high = np.array(series["low"], dtype=float), np.array(series["high"], dtype=float)
+        shown = p > 0
+        label = f"N = {series['n_features']}, eta = {series['eta']:g}"
+        left.errorbar(d[shown], p[shown], yerr=[p[shown] - low[shown], high[shown] - p[shown]], fmt="o", ms=4,
+                      color=color, capsize=2, label=label)
+        if (~shown).any():
+            left.plot(d[~shown], high[~shown], "v", color=color, ms=5, alpha=0.7)
+        left.plot(d, series["spike_bulk"], "-", color=color, lw=1.2)
+        left.plot(d, series["spike"], ":", color=color, lw=1.2)
+        asymptote = np.array(series["asymptote"], dtype=float)
+        if np.isfinite(asymptote).any():
+            left.plot(series["theory_n_samples"], asymptote, "--", color=color, lw=0.8, alpha=0.6)
+    left.plot([], [], "-", color="0.3", label="spike + bulk sum (conjecture)")
+    left.plot([], [], ":", color="0.3", label="spike sum (conjecture)")
+    left.plot([], [], "--", color="0.3", lw=0.8, label="spike power law (asymptote)")
+    left.plot([], [], "v", color="0.3", label="upper 95% bound, no unstable draw")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("D (training inputs)")
+    left.set_ylabel("P(unstable)")
+    left.set_title("P(unstable) against D (bars: Wilson 95%)")
+    left.legend(fontsize=7)
+    left.grid(True, which="both", alpha=0.25)
+
+    learning = [c for c in curves.get("learning", []) if c.get("median")]
+    steps = np.array(curves.get("steps", []), dtype=float)
+    if learning and steps.size:
+        first_n = learning[0]["n_features"]
+        largest_eta = max(c["eta"] for c in learning if c["n_features"] == first_n)
+        chosen = [c for c in learning if c["n_features"] == first_n and c["eta"] == largest_eta]
+        shown_steps = np.maximum(steps, 0.5)
+        for number, curve in enumerate(chosen):
+            color = colors[(number + 3) % len(colors)]
+            right.plot(shown_steps, curve["median"], "-", color=color, lw=1.3,
+                       label=f"D = {curve['n_samples']} ({curve['stable_runs']} stable runs)")
+            right.fill_between(shown_steps, curve["q25"], curve["q75"], color=color, alpha=0.2)
+            right.axhline(curve["min_norm_median"], color=color, lw=0.8, ls="--")
+        right.plot([], [], "--", color="0.3", lw=0.8, label="min-norm solution (median)")
+        right.set_title(f"learning curves of stable runs, N = {first_n}, eta = {largest_eta:g} (median, quartiles)")
+        right.legend(fontsize=7)
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("step t (step 0 drawn at 0.5)")
+    right.set_ylabel("population loss")
+    right.grid(True, which="both", alpha=0.25)
+
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150)
+    plt.close(figure)

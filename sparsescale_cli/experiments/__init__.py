@@ -11,18 +11,20 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
-from . import compute_frontier, double_descent
+from . import compute_frontier, double_descent, gd_stability
 
 MODULES: dict[str, ModuleType] = {
     double_descent.KIND: double_descent,
     compute_frontier.KIND: compute_frontier,
+    gd_stability.KIND: gd_stability,
 }
 CONFIG_CLASSES = {
     double_descent.KIND: double_descent.DoubleDescentConfig,
     compute_frontier.KIND: compute_frontier.ComputeFrontierConfig,
+    gd_stability.KIND: gd_stability.GDStabilityConfig,
 }
 # Kinds whose modules are planned but not yet part of this version.
-PLANNED_KINDS = ("gd_stability", "nonlinear")
+PLANNED_KINDS = ("nonlinear",)
 
 
 def experiment_module(kind: str) -> ModuleType:

@@ -84,6 +84,13 @@ class DoubleDescentConfig(ExperimentBase):
     sweep: Sweep
     analysis: Analysis = Field(default_factory=Analysis)
 
+    @model_validator(mode="after")
+    def _ridge_only(self) -> DoubleDescentConfig:
+        if self.fit.method != "ridge":
+            raise ValueError("double_descent supports fit.method 'ridge' only; gradient descent runs in the "
+                             "gd_stability experiment")
+        return self
+
 
 # ---- plan and trials -------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .gd import descent_path
 from .keyed import keyed_normal
 from .laws import DataLaw, Teacher
 from .sampler import SparseBatch, sample_batch
@@ -144,6 +145,22 @@ class StudentFit:
     theta_norm: float
 
 
+@dataclass
+class DescentFit:
+    """Population and training loss of one gradient-descent run at the recorded steps.
+
+    Losses are +inf at and after ``crossing_step`` (-1 when the run never
+    crossed DIVERGENCE_FACTOR times its starting training loss).
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray
+    train_loss: np.ndarray
+    top_eigenvalue: float
+    diverged: bool
+    crossing_step: int
+
+
 class LinearProblem:
     """One training set, compressed once, evaluated for many students.
 
@@ -196,7 +213,8 @@ class LinearProblem:
         for solution in solve_ridge_path(design, self.basis.targets, ridges, n_samples=n_samples):
             predictor = features.T @ solution.theta
             theta_sq = float(solution.theta @ solution.theta)
-            fits.append(self._loss(predictor, scale**2 * theta_sq, solution, theta_sq))
+            expected = self._expected_loss(features, solution, scale**2)
+            fits.append(self._loss(predictor, scale**2 * theta_sq, solution, theta_sq, expected))
         return fits
 
     def fit_kernel_limit(self, ridge: float) -> StudentFit:
@@ -247,6 +265,33 @@ class LinearProblem:
         seen = seen_fit - 2 * cross + float(np.sum(lam * b)) + noise_term
         unseen = self.unseen.weighted + feature_variance * theta_sq * self.unseen.plain
         return max(seen, 0.0) + unseen + noise_sq
+
+    def descend_features(self, features: np.ndarray, eta: float, steps: np.ndarray, scale: float) -> DescentFit:
+        """Run gradient descent on Phi = X F^T from theta = 0 and return its losses at ``steps``.
+
+        Parameters
+        ----------
+        features : ndarray, shape (N, K)
+            F restricted to the seen coordinates (already multiplied by sigma_F).
+        eta : float
+            Absolute step size for the loss (1/(2D)) ||Phi theta - y||^2.
+        steps : ndarray of int, shape (S,)
+        scale : float
+            sigma_F.
+        """
+        n_samples = self.training.batch.n_samples
+        design = self.basis.coefficients @ features.T
+        path = descent_path(design, self.basis.targets, eta, steps, n_samples=n_samples,
+                            residual_sq=self.basis.residual_sq)
+        finite = path.finite_steps()
+        thetas = path.thetas[:, finite]
+        errors = features.T @ thetas - self.training.weights[:, None]
+        seen_loss = self.covariance @ errors**2
+        unseen_loss = self.unseen.weighted + scale**2 * np.sum(thetas**2, axis=0) * self.unseen.plain
+        loss = np.full(path.steps.size, np.inf)
+        loss[finite] = seen_loss + unseen_loss + self.teacher.noise**2
+        loss[~np.isfinite(loss)] = np.inf
+        return DescentFit(path.steps, loss, path.train_loss, path.top_eigenvalue, path.diverged, path.crossing_step)
 
     def _loss(self, predictor: np.ndarray, unseen_variance: float, solution, theta_sq: float,
               expected_loss: float) -> StudentFit:

@@ -58,7 +58,7 @@ def solve_ridge(design: np.ndarray, targets: np.ndarray, ridge: float, n_samples
     if n_rows == 0 or n_features == 0:
         return RidgeSolution(np.zeros(n_features), np.zeros(0), 0, np.inf, float(targets @ targets))
 
-    u, singular_values, vt = _svd(design)
+    u, singular_values, vt = _svd_wide(design)
     projected = u.T @ targets
     cutoff = np.finfo(float).eps * max(n_samples, n_features) * singular_values[0]
     kept = singular_values > cutoff
@@ -183,7 +183,8 @@ def solve_ridge_path(
         shrink = _ridge_shrinkage(singular_values, kept, ridge, n_samples)
         fitted = singular_values * shrink * projected
         residual_sq = max(float(target_sq - 2 * projected @ fitted + fitted @ fitted), 0.0)
-        solutions.append(RidgeSolution(vt.T @ (shrink * projected), singular_values, rank, condition, residual_sq))
+        solutions.append(RidgeSolution(vt.T @ (shrink * projected), singular_values, rank, condition, residual_sq,
+                                       u, vt.T * shrink))
     return solutions
 
 
