@@ -419,6 +419,7 @@ def parallel_rows(settings: Settings) -> list[dict[str, Any]]:
                 raise RuntimeError(f"{' '.join(command)} failed with exit status {usage.returncode}:\n"
                                    f"{usage.stderr.strip()}")
             timings[jobs] = usage
+        trial_seconds = _trial_wall_seconds(Path(scratch) / "jobs1" / "results.h5")
     serial, parallel = timings[1], timings[2]
     return [make_row(
         f"6. sparsescale run {settings.config_path.name}: --jobs 2 vs serial wall time",
@@ -427,8 +428,17 @@ def parallel_rows(settings: Settings) -> list[dict[str, Any]]:
                        else settings.config_path),
          "overrides": list(sizes.parallel_overrides), "blas_threads_serial": settings.threads or "library default",
          "cpu_seconds_serial": serial.cpu, "cpu_seconds_jobs2": parallel.cpu,
+         "trial_wall_seconds_serial": trial_seconds,
          "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
     )]
+
+
+def _trial_wall_seconds(results_path: Path) -> float:
+    """Return the summed wall time of the trials in a results file: the part that --jobs can split."""
+    from sparsescale_cli.store import read_results
+
+    records = read_results(results_path).records
+    return float(sum(float(record["wall_time"]) for point in records.values() for record in point))
 
 
 WORKLOADS: dict[str, Callable[[Settings], list[dict[str, Any]]]] = {
