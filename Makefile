@@ -20,10 +20,18 @@ install: $(STAMP)
 # The full-scale studies behind the README's figures (minutes each on 2 cores).
 reproduce-all: $(STAMP)
 	$(BIN)/sparsescale run configs/double_descent.yaml --jobs $(JOBS)
+	$(BIN)/sparsescale run configs/compute_frontier.yaml --jobs $(JOBS)
+	$(BIN)/sparsescale run configs/gd_stability.yaml --jobs $(JOBS)
+	$(BIN)/sparsescale run configs/gd_stability_no_power_law.yaml --jobs $(JOBS)
 
 # What CI runs: unit tests, the quick configs end to end, and the shipped configs' checks.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Speed and memory against naive code, scikit-learn and this machine's matrix-product rate.
+# Not part of CI: about 4 minutes on 2 idle cores; writes results/bench/latest.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
