@@ -442,6 +442,11 @@ def _frontier_display_rows(rows: list[dict]) -> list[dict]:
 def main() -> None:
     """Entry point: run the app and turn input errors into one line and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    # Trials run with one BLAS thread each (for reproducible bits); the analysis and the
+    # small solves of the main process gain nothing from more threads either.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     try:
         status = app(standalone_mode=False)
     except SparsescaleError as error:
