@@ -15,6 +15,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(figure, title: str, path: Path) -> None:
+    """Title, lay out and write a figure as a 150-dpi PNG, then free it."""
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def log_axes(axis, xlabel: str, ylabel: str, title: str, legend_size: float = 8) -> None:
+    """Put ``axis`` on log-log scales with labels, a legend and a light grid."""
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(fontsize=legend_size)
+    axis.grid(True, which="both", alpha=0.25)
+
+
 def _band(curve: dict, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low = np.minimum(np.array(curve["low"], dtype=float), center)
     high = np.maximum(np.array(curve["high"], dtype=float), center)
@@ -49,13 +69,7 @@ def plot_double_descent(summary, path: Path, title: str) -> None:
                           label=r"$L_{DE}(N)$, $D=\infty$")
         axis.plot([], [], ":", color="0.3", label="heuristic (conjecture)")
         axis.plot([], [], "-", color="0.3", lw=0.8, label="rank(X)")
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xlabel("N (features)")
-        axis.set_ylabel("population loss")
-        axis.set_title(f"loss against N (bars: {n_curves[0]['band']})")
-        axis.legend(fontsize=8)
-        axis.grid(True, which="both", alpha=0.25)
+        log_axes(axis, "N (features)", "population loss", f"loss against N (bars: {n_curves[0]['band']})")
 
     if d_part:
         axis = axes.pop(0)
@@ -72,19 +86,9 @@ def plot_double_descent(summary, path: Path, title: str) -> None:
         asymptote = np.array(d_part["unseen_mass_asymptote"], dtype=float)
         if np.isfinite(asymptote).any():
             axis.plot(grid, asymptote, "--", color="0.5", lw=1.0, label="asymptote")
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xlabel("D (training inputs)")
-        axis.set_ylabel("population loss")
-        axis.set_title(f"loss against D (bars: {d_part['curves'][0]['band']})")
-        axis.legend(fontsize=8)
-        axis.grid(True, which="both", alpha=0.25)
+        log_axes(axis, "D (training inputs)", "population loss", f"loss against D (bars: {d_part['curves'][0]['band']})")
 
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    save_figure(figure, title, path)
 
 
 def plot_gd_stability(summary, path: Path, title: str) -> None:
@@ -143,8 +147,4 @@ def plot_gd_stability(summary, path: Path, title: str) -> None:
     right.set_ylabel("population loss")
     right.grid(True, which="both", alpha=0.25)
 
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    save_figure(figure, title, path)

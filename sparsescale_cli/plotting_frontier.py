@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plotting import plt
+from .plotting import log_axes, plt, save_figure
 
 
 def plot_compute_frontier(summary, path: Path, title: str) -> None:
@@ -53,16 +53,6 @@ def plot_compute_frontier(summary, path: Path, title: str) -> None:
     right.plot(grid, theory_n, "--", color="0.2", lw=1.0, label="theory N*, D* (sparse)")
     right.plot(grid, grid / theory_n, "--", color="0.2", lw=1.0)
     right.plot(grid, dense_n, ":", color="0.5", lw=1.2, label="theory N* = D* (dense)")
-    right.set_xscale("log")
-    right.set_yscale("log")
-    right.set_xlabel("compute C = N D")
-    right.set_ylabel("compute-optimal N*, D*")
-    right.set_title("frontier")
-    right.legend(fontsize=7)
-    right.grid(True, which="both", alpha=0.25)
+    log_axes(right, "compute C = N D", "compute-optimal N*, D*", "frontier", legend_size=7)
 
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    save_figure(figure, title, path)

@@ -35,7 +35,12 @@ def laws_table(summary: dict[str, Any]) -> Table:
         ci = law.get("ci95")
         interval = "-" if not ci or ci[0] is None else f"[{_number(ci[0])}, {_number(ci[1])}]"
         contains = law.get("contains_theory")
-        mark = "-" if contains is None else ("[green]yes[/green]" if contains else "[red]no[/red]")
+        if contains is None:
+            mark = "-"
+        elif contains:
+            mark = "[green]yes[/green]"
+        else:
+            mark = "[red]no[/red]"
         status = law.get("status", "")
         if status == "conjecture":
             status = "[yellow]conjecture[/yellow]"

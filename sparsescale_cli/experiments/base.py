@@ -2,7 +2,7 @@
 
 An experiment kind plans a list of points, computes one trial (point x
 replicate) at a time from the config alone, and analyses the finished
-records. It knows nothing of executors, files or the terminal.
+records. It does not use executors, files or the terminal.
 """
 
 from __future__ import annotations

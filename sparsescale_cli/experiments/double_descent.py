@@ -66,7 +66,7 @@ class Sweep(StrictModel):
 
 
 class Analysis(StrictModel):
-    """Where each exponent is fitted, and how."""
+    """Fit windows, the statistic over replicates and the bootstrap size."""
 
     n_fit_min: Annotated[int, Field(ge=1)] = 8
     n_fit_max_rank_fraction: Annotated[float, Field(gt=0, le=1)] = 0.05
