@@ -30,7 +30,6 @@ def laws_table(summary: dict[str, Any]) -> Table:
     table.add_column("theory", justify="right")
     table.add_column("in CI", justify="center")
     table.add_column("status")
-    table.add_column("window / note", overflow="fold")
     for law in summary.get("laws", []):
         ci = law.get("ci95")
         interval = "-" if not ci or ci[0] is None else f"[{_number(ci[0])}, {_number(ci[1])}]"
@@ -44,10 +43,18 @@ def laws_table(summary: dict[str, Any]) -> Table:
         status = law.get("status", "")
         if status == "conjecture":
             status = "[yellow]conjecture[/yellow]"
-        detail = "; ".join(part for part in (law.get("window"), law.get("note")) if part)
-        table.add_row(law["name"], _number(law.get("measured")), interval, _number(law.get("theory")), mark, status,
-                      detail)
+        table.add_row(law["name"], _number(law.get("measured")), interval, _number(law.get("theory")), mark, status)
     return table
+
+
+def law_details(summary: dict[str, Any]) -> list[str]:
+    """Return one line per law with its fit window and note, printed under the laws table."""
+    lines = []
+    for law in summary.get("laws", []):
+        detail = "; ".join(part for part in (law.get("window"), law.get("note")) if part)
+        if detail:
+            lines.append(f"{law['name']}: {detail}")
+    return lines
 
 
 def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -71,6 +78,8 @@ def _cell(value: Any) -> str:
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
     """Print the laws table, the other tables and the notes of a summary."""
     console.print(laws_table(summary))
+    for line in law_details(summary):
+        console.print(f"  [dim]{line}[/dim]", highlight=False)
     for title, rows in summary.get("tables", {}).items():
         if rows:
             console.print(rows_table(title.replace("_", " "), rows))

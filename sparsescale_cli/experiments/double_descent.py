@@ -326,8 +326,9 @@ def _fit_parameter_exponent(config, law, teacher, n_points, records, statistic, 
 
     raw = analysis.fit_log_slope(x, excess, statistic, 0.0, settings.bootstrap, config.seed)
     summary.laws.append(Law(
-        "a_N (raw)", -raw.slope, (-raw.ci95[1], -raw.ci95[0]), a_n, "asymptote", text,
-        f"L_DE gives {local:.3f} on this window; the inflation r/(r-N) flattens the raw slope",
+        "a_N (raw, vs L_DE slope)", -raw.slope, (-raw.ci95[1], -raw.ci95[0]), local, "asymptote", text,
+        f"theory here is the slope of L_DE(N) (D = inf) on this window, {local:.3f}, against the "
+        f"asymptotic {a_n:g}; the inflation r/(r - N) also flattens the raw slope",
     ))
     # Removing the inflation uses each draw's own rank: L (1 - N/r) estimates L_DE(N).
     deflated = excess * np.clip(1.0 - x[None, :] / ranks[:, None], 0.0, None)
