@@ -72,6 +72,17 @@ class DoubleDescentConfig(ExperimentBase):
     sweep: Sweep
     analysis: Analysis = Field(default_factory=Analysis)
 
+    @model_validator(mode="after")
+    def _linear_student(self) -> DoubleDescentConfig:
+        # The exact loss and the peak at rank(X) hold for linear features only.
+        if self.student.activation != "linear" or self.student.bias != 0:
+            raise ValueError(
+                f"double_descent supports only student.activation: linear without bias (got activation "
+                f"{self.student.activation!r}, bias {self.student.bias:g}); run nonlinear students with "
+                "kind: nonlinear, for example configs/nonlinear.yaml"
+            )
+        return self
+
 
 # ---- plan and trials -------------------------------------------------------------------
 
