@@ -11,16 +11,18 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
-from . import double_descent
+from . import double_descent, nonlinear
 
 MODULES: dict[str, ModuleType] = {
     double_descent.KIND: double_descent,
+    nonlinear.KIND: nonlinear,
 }
 CONFIG_CLASSES = {
     double_descent.KIND: double_descent.DoubleDescentConfig,
+    nonlinear.KIND: nonlinear.NonlinearConfig,
 }
 # Kinds whose modules are planned but not yet part of this version.
-PLANNED_KINDS = ("compute_frontier", "gd_stability", "nonlinear")
+PLANNED_KINDS = ("compute_frontier", "gd_stability")
 
 
 def experiment_module(kind: str) -> ModuleType:
