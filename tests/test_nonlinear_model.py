@@ -250,9 +250,9 @@ def test_predicted_feature_rank_matches_svd(activation):
 @pytest.mark.parametrize("activation, bias", [("tanh", 0.0), ("relu", 0.5)])
 def test_feature_rank_is_below_exact_arithmetic_bound(activation, bias):
     # act(v z + b) over the many amplitudes v of one coordinate is, to rounding, spanned by a few
-    # vectors (tanh: nearly a low-degree odd polynomial in v z), so the numerical rank falls
-    # between the count of rows with two or more active coordinates and the exact-arithmetic
-    # prediction (every non-zero row).
+    # vectors. For tanh it is nearly a low-degree odd polynomial in v z. So the numerical rank lies
+    # above the count of rows with two or more active coordinates and below the exact-arithmetic
+    # prediction, which counts every non-zero row.
     law, teacher = DataLaw(alpha=1.0, s=2.0), Teacher()
     training = draw_training_set(law, teacher, 150, np.random.default_rng(7), 3)
     rank = _numerical_feature_rank(training, activation, bias, 300)

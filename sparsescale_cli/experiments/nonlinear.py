@@ -400,7 +400,7 @@ def analyze(config: NonlinearConfig, points: list[Point], records: dict[int, lis
 
 
 class _Context:
-    """What the analysis of one dataset needs."""
+    """Inputs shared by the analysis steps of one dataset: config, law, records and theory exponents."""
 
     def __init__(self, config, label, law, teacher, statistic, records, summary):
         self.config = config

@@ -518,7 +518,7 @@ def predicted_feature_rank(batch: SparseBatch, activation: str, bias_scale: floa
     smooth activations (tanh, erf, gelu) and with a bias it is the rank in
     exact arithmetic, an upper bound: act(v z_i) over the amplitudes v of one
     coordinate is close to a low-degree polynomial in v z_i, so the SVD
-    cutoff sees only a few directions per coordinate (s = 2, D = 150:
+    cutoff keeps only a few directions per coordinate (s = 2, D = 150:
     tanh 82 and relu with bias 0.5 143, against the bound 150).
     """
     if activation == LINEAR:
