@@ -169,10 +169,12 @@ class TeacherConfig(StrictModel):
 
 
 class StudentConfig(StrictModel):
-    """Random-feature student: activation and the variance of the entries of F."""
+    """Random-feature student phi_j(x) = sigma_F act(z_j . x + b_j): activation, scale of F, bias."""
 
-    activation: Literal["linear"] = "linear"
+    activation: Literal["linear", "relu", "tanh", "gelu", "abs", "erf"] = "linear"
     normalization: Literal["inverse_n", "unit"] = "inverse_n"
+    # Standard deviation of the keyed biases b_j ~ N(0, bias^2); 0 means no bias.
+    bias: Annotated[float, Field(ge=0, le=1e6)] = 0.0
 
 
 class RidgeFit(StrictModel):

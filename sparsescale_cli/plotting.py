@@ -117,13 +117,7 @@ def plot_gd_stability(summary, path: Path, title: str) -> None:
     left.plot([], [], ":", color="0.3", label="spike sum (conjecture)")
     left.plot([], [], "--", color="0.3", lw=0.8, label="spike power law (asymptote)")
     left.plot([], [], "v", color="0.3", label="upper 95% bound, no unstable draw")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("D (training inputs)")
-    left.set_ylabel("P(unstable)")
-    left.set_title("P(unstable) against D (bars: Wilson 95%)")
-    left.legend(fontsize=7)
-    left.grid(True, which="both", alpha=0.25)
+    log_axes(left, "D (training inputs)", "P(unstable)", "P(unstable) against D (bars: Wilson 95%)", legend_size=7)
 
     learning = [c for c in curves.get("learning", []) if c.get("median")]
     steps = np.array(curves.get("steps", []), dtype=float)
@@ -146,5 +140,68 @@ def plot_gd_stability(summary, path: Path, title: str) -> None:
     right.set_xlabel("step t (step 0 drawn at 0.5)")
     right.set_ylabel("population loss")
     right.grid(True, which="both", alpha=0.25)
+
+    save_figure(figure, title, path)
+
+
+def plot_nonlinear(summary, path: Path, title: str, activation: str) -> None:
+    """Draw loss against N (at the largest D of each dataset) and against D, linear beside nonlinear.
+
+    Filled markers are the linear student, open markers the nonlinear one; one color per dataset.
+    """
+    n_curves = summary.curves.get("n_sweep", [])
+    d_curves = summary.curves.get("d_sweep", [])
+    panels = int(bool(n_curves)) + int(bool(d_curves))
+    figure, axes = plt.subplots(1, max(panels, 1), figsize=(6.4 * max(panels, 1), 4.8), squeeze=False)
+    axes = list(axes[0])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    datasets = list(dict.fromkeys(c["dataset"] for c in n_curves + d_curves))
+    color_of = {label: colors[number % len(colors)] for number, label in enumerate(datasets)}
+
+    def draw(axis, x, part, color, marker, filled, label):
+        center = np.array(part["center"], dtype=float)
+        low, high = _band(part, center)
+        axis.errorbar(x, center, yerr=[center - low, high - center], fmt=marker + "-", ms=4, lw=0.8, capsize=2,
+                      color=color, mfc=color if filled else "white", label=label)
+
+    if n_curves:
+        axis = axes.pop(0)
+        largest = {}
+        for curve in n_curves:
+            if curve["n_samples"] >= largest.get(curve["dataset"], {"n_samples": -1})["n_samples"]:
+                largest[curve["dataset"]] = curve
+        for label, curve in largest.items():
+            color = color_of[label]
+            n = np.array(curve["n_features"], dtype=float)
+            finite = np.isfinite(n)
+            for student, marker, filled in (("linear", "o", True), ("student", "s", False)):
+                part = {key: np.array(value, dtype=float)[finite] for key, value in curve[student].items()
+                        if key != "band"}
+                name = "linear" if student == "linear" else activation
+                draw(axis, n[finite], part, color, marker, filled, f"{label}, {name}, D={curve['n_samples']}")
+            axis.plot(n[finite], np.array(curve["de"], dtype=float)[finite], "--", color=color, lw=0.9)
+            axis.axvline(curve["rank_data"], color=color, lw=0.8, ls=":")
+            axis.axvline(curve["feature_rank_predicted"], color=color, lw=0.8, ls="-.")
+        axis.plot([], [], "--", color="0.3", label=r"$L_{DE}(N)$, $D=\infty$ (linear)")
+        axis.plot([], [], ":", color="0.3", label="rank(X)")
+        axis.plot([], [], "-.", color="0.3", label=r"predicted feature rank $r_\phi$")
+        log_axes(axis, "N (features)", "population loss", f"loss against N (bars: {n_curves[0]['linear']['band']})",
+                 legend_size=7)
+
+    if d_curves:
+        axis = axes.pop(0)
+        for curve in d_curves:
+            color = color_of[curve["dataset"]]
+            d = np.array(curve["n_samples"], dtype=float)
+            for student, marker, filled in (("linear", "o", True), ("student", "s", False)):
+                name = "linear" if student == "linear" else activation
+                draw(axis, d, curve[student], color, marker, filled,
+                     f"{curve['dataset']}, {name}, N={curve['n_features']}")
+        for theory_curve in summary.curves.get("unseen_mass", []):
+            axis.plot(theory_curve["n_samples"], theory_curve["unseen_mass"], "-", lw=1.0, alpha=0.7,
+                      color=color_of.get(theory_curve["dataset"], "0.3"))
+        axis.plot([], [], "-", color="0.3", label=r"$U(D)+\sigma^2$ (exact sum)")
+        log_axes(axis, "D (training inputs)", "population loss",
+                 f"loss against D (bars: {d_curves[0]['linear']['band']})", legend_size=7)
 
     save_figure(figure, title, path)

@@ -11,20 +11,22 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
-from . import compute_frontier, double_descent, gd_stability
+from . import compute_frontier, double_descent, gd_stability, nonlinear
 
 MODULES: dict[str, ModuleType] = {
     double_descent.KIND: double_descent,
     compute_frontier.KIND: compute_frontier,
     gd_stability.KIND: gd_stability,
+    nonlinear.KIND: nonlinear,
 }
 CONFIG_CLASSES = {
     double_descent.KIND: double_descent.DoubleDescentConfig,
     compute_frontier.KIND: compute_frontier.ComputeFrontierConfig,
     gd_stability.KIND: gd_stability.GDStabilityConfig,
+    nonlinear.KIND: nonlinear.NonlinearConfig,
 }
 # Kinds whose modules are planned but not yet part of this version.
-PLANNED_KINDS = ("nonlinear",)
+PLANNED_KINDS: tuple[str, ...] = ()
 
 
 def experiment_module(kind: str) -> ModuleType:

@@ -85,10 +85,17 @@ class DoubleDescentConfig(ExperimentBase):
     analysis: Analysis = Field(default_factory=Analysis)
 
     @model_validator(mode="after")
-    def _ridge_only(self) -> DoubleDescentConfig:
+def _linear_ridge_student(self) -> DoubleDescentConfig:
+        # The exact loss and the peak at rank(X) hold for linear features fitted by ridge.
         if self.fit.method != "ridge":
             raise ValueError("double_descent supports fit.method 'ridge' only; gradient descent runs in the "
                              "gd_stability experiment")
+        if self.student.activation != "linear" or self.student.bias != 0:
+            raise ValueError(
+                f"double_descent supports only student.activation: linear without bias (got activation "
+                f"{self.student.activation!r}, bias {self.student.bias:g}); run nonlinear students with "
+                "kind: nonlinear, for example configs/nonlinear.yaml"
+            )
         return self
 
 
