@@ -85,7 +85,7 @@ class DoubleDescentConfig(ExperimentBase):
     analysis: Analysis = Field(default_factory=Analysis)
 
     @model_validator(mode="after")
-def _linear_ridge_student(self) -> DoubleDescentConfig:
+    def _linear_ridge_student(self) -> DoubleDescentConfig:
         # The exact loss and the peak at rank(X) hold for linear features fitted by ridge.
         if self.fit.method != "ridge":
             raise ValueError("double_descent supports fit.method 'ridge' only; gradient descent runs in the "
