@@ -23,6 +23,7 @@ reproduce-all: $(STAMP)
 	$(BIN)/sparsescale run configs/compute_frontier.yaml --jobs $(JOBS)
 	$(BIN)/sparsescale run configs/gd_stability.yaml --jobs $(JOBS)
 	$(BIN)/sparsescale run configs/gd_stability_no_power_law.yaml --jobs $(JOBS)
+	$(BIN)/sparsescale run configs/nonlinear.yaml --jobs $(JOBS)
 
 # What CI runs: unit tests, the quick configs end to end, and the shipped configs' checks.
 test: $(STAMP)
