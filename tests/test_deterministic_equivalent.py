@@ -14,7 +14,9 @@ def test_simulated_loss_within_three_percent_of_deterministic_equivalent():
     law, teacher = DataLaw(alpha=1.0, s=2.0), Teacher()
     n_features = [64, 128]
     losses = []
-    for replicate in range(4):
+    # 12 draws: the standard error of the mean ratio is about 0.6%, against a 3% tolerance and a
+    # finite-D excess of 1-2% (30 draws of the shipped config gave 1.011 and 1.022).
+    for replicate in range(12):
         training = draw_training_set(law, teacher, 1_000_000, np.random.default_rng(replicate), teacher_seed=replicate)
         problem = LinearProblem(law, teacher, training)
         columns = seen_feature_columns(100 + replicate, training.batch.coords, max(n_features))
