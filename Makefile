@@ -20,6 +20,7 @@ install: $(STAMP)
 # The full-scale studies behind the README's figures (minutes each on 2 cores).
 reproduce-all: $(STAMP)
 	$(BIN)/sparsescale run configs/double_descent.yaml --jobs $(JOBS)
+	$(BIN)/sparsescale run configs/double_descent_dense.yaml --jobs $(JOBS)
 	$(BIN)/sparsescale run configs/compute_frontier.yaml --jobs $(JOBS)
 	$(BIN)/sparsescale run configs/gd_stability.yaml --jobs $(JOBS)
 	$(BIN)/sparsescale run configs/gd_stability_no_power_law.yaml --jobs $(JOBS)

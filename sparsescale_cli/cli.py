@@ -30,8 +30,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Scaling-law experiments of random-feature regression on sparse inputs.",
 )
-console = Console()
-error_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """Return a console; output to a file or pipe gets 160 columns (or $COLUMNS), so tables stay whole in logs."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+error_console = _console(stderr=True)
 
 ConfigArgument = Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)]
 SetOption = Annotated[
@@ -97,7 +104,7 @@ def validate(config: ConfigArgument, set_: SetOption = None) -> None:
     experiment = load_config(config, set_ or [])
     points, tasks = plan_tasks(experiment)
     console.print(f"{config}: valid {experiment.kind} config: {len(points)} points x {experiment.replicates} "
-                  f"replicates = {len(tasks)} trials")
+                  f"replicates = {len(tasks)} trials", soft_wrap=True)
 
 
 class ExecutorName(str, enum.Enum):

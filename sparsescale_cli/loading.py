@@ -6,13 +6,15 @@ Errors name the file, the line and the dotted key, for example
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import experiments
 from .errors import ConfigError
@@ -184,7 +186,7 @@ def _located(error: ValidationError, kind: str, source: str, lines: LineMap, app
     if first["type"] == "missing":
         message = "missing required key"
     elif first["type"] == "extra_forbidden":
-        message = "unknown key (check the spelling; see the README for the allowed keys)"
+        message = _unknown_key_message(kind, key_path)
     elif "input" in first and isinstance(first["input"], (int, float, str, bool)) and "got" not in message:
         message += f" (got {first['input']!r})"
     if len(details) > 1:
@@ -194,6 +196,45 @@ def _located(error: ValidationError, kind: str, source: str, lines: LineMap, app
     if override is not None:
         return ConfigError(message, f"--set {override}", None, key)
     return ConfigError(message, source, _line_of(key_path, lines), key)
+
+
+def _unknown_key_message(kind: str, path: tuple) -> str:
+    """Say that the last key of ``path`` is unknown and list the keys allowed beside it."""
+    allowed = _allowed_keys(experiments.CONFIG_CLASSES[kind], path[:-1])
+    if not allowed:
+        return "unknown key (check the spelling; the README lists the keys of each section)"
+    message = f"unknown key; allowed here: {', '.join(allowed)}"
+    close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    return message
+
+
+def _allowed_keys(model: type, path: tuple) -> list[str]:
+    """Return the field names of the config section at ``path`` (list indices skipped)."""
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _section_model(field.annotation)
+        if model is None:
+            return []
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return sorted(model.model_fields)
+
+
+def _section_model(annotation) -> type | None:
+    """Return the first pydantic model inside an annotation such as ``list[X] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _section_model(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _strip_variant_tags(path: tuple) -> tuple:

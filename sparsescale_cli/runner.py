@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import platform
@@ -35,6 +36,7 @@ from .store import Journal, RunLock, TrialRecord, read_journal, write_results
 logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.h5"
+HISTORY_NAME = "history.jsonl"
 JOURNAL_NAME = MAIN_JOURNAL
 CONFIG_NAME = "config.yaml"
 
@@ -256,7 +258,8 @@ def run(
         mine_keys = [t.key for t in mine]
         failures = [best[key] for key in mine_keys if key in best and best[key].status != "ok"]
         missing = [key for key in mine_keys if key not in best or best[key].status != "ok"]
-        attributes = {"executor": executor.description, "started": started}
+        attributes = {"executor": executor.description, "started": started, "trials_computed": computed,
+                      "interrupted": interrupted}
         if shard is not None:
             chosen = {key: best[key] for key in mine_keys if key in best}
             results_path = directory / shard.results_name
@@ -330,6 +333,7 @@ def _by_point(records: dict[tuple[int, int], TrialRecord]) -> dict[int, list[Tri
 def _write(config, path: Path, points: list[Point], total: int, best: dict[tuple[int, int], TrialRecord],
            attributes: dict[str, Any], summary) -> None:
     ok = {key: record for key, record in best.items() if record.status == "ok"}
+    history = _append_history(path, attributes)
     attributes = {
         "kind": config.kind,
         "config_yaml": config_text(config),
@@ -341,8 +345,38 @@ def _write(config, path: Path, points: list[Point], total: int, best: dict[tuple
         "finished": _now(),
         "wall_time_total": float(sum(r.fields.get("wall_time", 0.0) for r in ok.values())),
         **provenance(),
+        "first_started": history[0]["started"],
+        "history": json.dumps(history),
     }
     write_results(path, attributes, points, _by_point(ok), summary.to_json() if summary else None)
+
+
+def _append_history(results_path: Path, attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Record this command in the run directory's history.jsonl and return the whole history.
+
+    ``started``, ``finished`` and ``command`` in results.h5 describe the last
+    command only; the history keeps every command that wrote to the run.
+    """
+    info = provenance()
+    entry = {
+        "results": results_path.name,
+        "started": attributes.get("started"),
+        "finished": _now(),
+        "executor": attributes.get("executor"),
+        "trials_computed": attributes.get("trials_computed"),
+        "interrupted": attributes.get("interrupted", False),
+        **{key: info[key] for key in ("command", "host", "sparsescale_version", "git_commit")},
+    }
+    history_path = results_path.parent / HISTORY_NAME
+    with open(history_path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    history = []
+    for line in history_path.read_text(encoding="utf-8").splitlines():
+        try:
+            history.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash carries no information worth failing over
+    return history
 
 
 def format_bytes(count: float) -> str:

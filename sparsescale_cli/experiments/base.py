@@ -27,7 +27,8 @@ class Point:
     params: dict[str, Any]
 
     def params_json(self) -> str:
-        return json.dumps(self.params, sort_keys=True, default=_json_default)
+        """Return the parameters as strict JSON, with infinite counts written as "inf"."""
+        return json.dumps(_strict_json(self.params), sort_keys=True, default=_json_default)
 
 
 @dataclass
@@ -116,6 +117,17 @@ def trial_seeds(root_seed: int, point_index: int, replicate: int) -> tuple[np.ra
     feature_key = int(features.generate_state(1, dtype=np.uint64)[0])
     teacher_key = int(teacher.generate_state(1, dtype=np.uint64)[0])
     return np.random.default_rng(data), feature_key, teacher_key
+
+
+def _strict_json(value: Any) -> Any:
+    """Replace float infinities (not valid JSON) by the string "inf", recursively."""
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
 
 
 def _finite_or_none(value: Any) -> float | None:

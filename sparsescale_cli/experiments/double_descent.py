@@ -427,9 +427,12 @@ def _d_curve(config, law, teacher, points, records, column, n, statistic, floor,
     fit = analysis.fit_log_slope(n_samples[window], losses[:, window], statistic, floor, settings.bootstrap,
                                  config.seed)
     unseen = np.array([theory.unseen_mass(law, teacher, d) for d in n_samples[window]])
-    local = -theory.local_slope(unseen, n_samples[window])
+    if np.all(unseen > 0):
+        note = f"U(D) gives {-theory.local_slope(unseen, n_samples[window]):.3f} on this window"
+    else:
+        note = "every coordinate is seen (dense inputs): the D-exponent comes from the spectrum, not U(D)"
     summary.laws.append(Law(f"a_D (N={label})", -fit.slope, (-fit.ci95[1], -fit.ci95[0]), a_d, "asymptote", text,
-                            f"U(D) gives {local:.3f} on this window"))
+                            note))
     return curve
 
 
@@ -449,7 +452,7 @@ def _check_unseen_mass(config, law, teacher, points, records, summary: Summary) 
                      "asymptote": theory.unseen_mass_asymptote(law, teacher, n_samples),
                      "z_score": (mean - expected) / sem if sem and sem > 0 else None})
     summary.tables["unseen_mass"] = rows
-    if rows:
+    if rows and rows[-1]["exact"] > 0:
         largest = rows[-1]
         ci = (largest["simulated_mean"] - 1.96 * largest["sem"], largest["simulated_mean"] + 1.96 * largest["sem"])
         summary.laws.append(Law(
