@@ -133,7 +133,7 @@ def plot_gd_stability(summary, path: Path, title: str) -> None:
             right.fill_between(shown_steps, curve["q25"], curve["q75"], color=color, alpha=0.2)
             right.axhline(curve["min_norm_median"], color=color, lw=0.8, ls="--")
         right.plot([], [], "--", color="0.3", lw=0.8, label="min-norm solution (median)")
-        right.set_title(f"learning curves of stable runs, N = {first_n}, eta = {largest_eta:g} (median, quartiles)")
+        right.set_title(f"stable runs, N = {first_n}, eta = {largest_eta:g}\n(median and quartiles)", fontsize=10)
         right.legend(fontsize=7)
     right.set_xscale("log")
     right.set_yscale("log")
