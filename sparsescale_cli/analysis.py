@@ -127,3 +127,33 @@ def bootstrap_interval(
         return estimate, (np.nan, np.nan)
     low, high = np.percentile(draws, [2.5, 97.5])
     return estimate, (float(low), float(high))
+
+
+def stack_field(rows: list[dict], field: str) -> np.ndarray:
+    """Return one field of every replicate's record as a (replicates, ...) float array."""
+    return np.array([np.asarray(row[field], dtype=float) for row in rows])
+
+
+def scan_peak(rows: list[dict], loss_field: str, rank_field: str, statistic: str, n_resamples: int = 1000,
+              seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Return the factor N/rank at which a per-draw scan of N peaks, with a bootstrap interval.
+
+    Each record holds ``scan_n_features`` (N = f x rank for a list of factors f),
+    the losses there under ``loss_field`` and the rank under ``rank_field``.
+    The peak is the scan entry whose log-loss statistic over replicates is
+    largest; its factor is the median of N/rank over the draws.
+    """
+    ratios = []
+    for row in rows:
+        scan = np.asarray(row["scan_n_features"], dtype=float)
+        if scan.size == 0 or not row[rank_field]:
+            return np.nan, (np.nan, np.nan)
+        ratios.append(scan / row[rank_field])
+    ratios = np.array(ratios)
+    losses = np.log(stack_field(rows, loss_field))
+
+    def peak(sample: np.ndarray) -> float:
+        center = column_statistic(sample, statistic)
+        return float(np.median(ratios[:, int(np.nanargmax(center))]))
+
+    return bootstrap_interval(losses, peak, n_resamples, seed)

@@ -449,8 +449,8 @@ def _frontier_display_rows(rows: list[dict]) -> list[dict]:
 def main() -> None:
     """Entry point: run the app and turn input errors into one line and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    # Trials run with one BLAS thread each (for reproducible bits); the analysis and the
-    # small solves of the main process gain nothing from more threads either.
+    # Trials run with one BLAS thread each, so that their bits are reproducible. The analysis
+    # and the small solves of the main process gain nothing from more threads either.
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")

@@ -142,7 +142,7 @@ def _now() -> str:
 
 
 def prepare_directory(config, directory: Path) -> None:
-    """Create the run directory, or check that it holds a run of the same config."""
+    """Create the run directory, or check that it contains a run of the same config."""
     directory.mkdir(parents=True, exist_ok=True)
     stored = directory / CONFIG_NAME
     text = config_text(config)
@@ -333,7 +333,8 @@ def _by_point(records: dict[tuple[int, int], TrialRecord]) -> dict[int, list[Tri
 def _write(config, path: Path, points: list[Point], total: int, best: dict[tuple[int, int], TrialRecord],
            attributes: dict[str, Any], summary) -> None:
     ok = {key: record for key, record in best.items() if record.status == "ok"}
-    history = _append_history(path, attributes)
+    info = provenance()
+    history = _append_history(path, attributes, info)
     attributes = {
         "kind": config.kind,
         "config_yaml": config_text(config),
@@ -344,20 +345,19 @@ def _write(config, path: Path, points: list[Point], total: int, best: dict[tuple
         **attributes,
         "finished": _now(),
         "wall_time_total": float(sum(r.fields.get("wall_time", 0.0) for r in ok.values())),
-        **provenance(),
+        **info,
         "first_started": history[0]["started"],
         "history": json.dumps(history),
     }
     write_results(path, attributes, points, _by_point(ok), summary.to_json() if summary else None)
 
 
-def _append_history(results_path: Path, attributes: dict[str, Any]) -> list[dict[str, Any]]:
+def _append_history(results_path: Path, attributes: dict[str, Any], info: dict[str, str]) -> list[dict[str, Any]]:
     """Record this command in the run directory's history.jsonl and return the whole history.
 
     ``started``, ``finished`` and ``command`` in results.h5 describe the last
     command only; the history keeps every command that wrote to the run.
     """
-    info = provenance()
     entry = {
         "results": results_path.name,
         "started": attributes.get("started"),

@@ -4,7 +4,7 @@ Each finished trial is appended to ``journal.bin`` in the run directory and
 fsync'ed before the runner reports it done. A record is framed as
 MAGIC | payload length (8 bytes) | CRC-32 (4 bytes) | payload, the payload
 being an uncompressed ``.npz`` archive (no pickles). A write torn by a crash
-fails its length or CRC check; reading stops there and the next writer
+fails its length or CRC check. Reading stops there and the next writer
 truncates the torn tail, so a killed run loses at most the trials in flight.
 
 ``results.h5`` is rebuilt from the journal when a run finishes (written to a

@@ -84,7 +84,8 @@ def test_record_steps_beyond_steps_rejected():
 def test_quick_run_records_no_nan_and_resumes(tmp_path):
     config = load_config(CONFIGS / "quick" / "gd_stability.yaml")
     outcome = runner.run(config, tmp_path)
-    assert outcome.done == outcome.total and not outcome.failures
+    assert outcome.done == outcome.total
+    assert not outcome.failures
     contents = read_results(outcome.results_path)
     for rows in contents.records.values():
         for row in rows:

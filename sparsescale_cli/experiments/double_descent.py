@@ -227,10 +227,6 @@ def analyze(config: DoubleDescentConfig, points: list[Point], records: dict[int,
     return summary
 
 
-def _stack(rows: list[Record], field: str) -> np.ndarray:
-    return np.array([np.asarray(r[field], dtype=float) for r in rows])
-
-
 def _analyze_n_sweep(config, law, teacher, n_points, records, statistic, floor, a_n, summary: Summary) -> None:
     peak_rows = []
     heuristic_rows = []
@@ -240,7 +236,7 @@ def _analyze_n_sweep(config, law, teacher, n_points, records, statistic, floor, 
         n_samples = point.params["n_samples"]
         n_features = np.array(point.params["n_features"], dtype=float)
         finite = np.isfinite(n_features)
-        losses = _stack(rows, _loss_field(config))
+        losses = analysis.stack_field(rows, _loss_field(config))
         stats = analysis.describe(losses)
         center = analysis.column_statistic(losses, statistic)
         ranks = np.array([r["rank_data"] for r in rows], dtype=float)
@@ -288,8 +284,8 @@ def _peak_row(config, law, rows, n_samples, n_features, center, ranks, seen_expe
     # Small students have a large loss too, so the peak is the maximum near the rank.
     near = finite & (n_features >= 0.25 * rank) & (n_features <= 4 * rank)
     grid_peak = float(n_features[near][np.nanargmax(center[near])]) if near.any() else math.nan
-    scan_ratio, scan_ci = _scan_peak(rows, "scan_" + _loss_field(config), statistic, config.analysis.bootstrap,
-                                     config.seed)
+    scan_ratio, scan_ci = analysis.scan_peak(rows, "scan_" + _loss_field(config), "rank_data", statistic,
+                                             config.analysis.bootstrap, config.seed)
     scan = sorted(set(rows[0]["scan_n_features"].tolist())) if len(rows) else []
     summary.laws.append(Law(
         name=f"peak N/rank(X), D={n_samples}", measured=scan_ratio, ci95=scan_ci, theory=1.0, status="asymptote",
@@ -327,7 +323,7 @@ def _fit_parameter_exponent(config, law, teacher, n_points, records, statistic, 
         return
 
     x = n_features[window]
-    excess = _stack(rows, _loss_field(config))[:, window] - floor
+    excess = analysis.stack_field(rows, _loss_field(config))[:, window] - floor
     de_window = np.array([theory.deterministic_equivalent(law, teacher, n)[1] - floor for n in x])
     local = -theory.local_slope(de_window, x)
 
@@ -353,26 +349,6 @@ def _band(stats: dict[str, np.ndarray], statistic: str) -> dict[str, list]:
         low = np.maximum(stats["mean"] - 1.96 * stats["sem"], 0.0)
         return {"low": low.tolist(), "high": (stats["mean"] + 1.96 * stats["sem"]).tolist(), "band": "95% CI of mean"}
     return {"low": stats["q25"].tolist(), "high": stats["q75"].tolist(), "band": "quartiles"}
-
-
-def _scan_peak(rows: list[Record], field: str, statistic: str, n_resamples: int, seed: int) -> tuple[float, tuple[float, float]]:
-    """Return the N/rank factor where the scanned loss peaks, with a bootstrap interval."""
-    ratios = []
-    losses = []
-    for r in rows:
-        scan = np.asarray(r["scan_n_features"], dtype=float)
-        if scan.size == 0 or not r["rank_data"]:
-            return math.nan, (math.nan, math.nan)
-        ratios.append(scan / r["rank_data"])
-        losses.append(np.asarray(r[field], dtype=float))
-    ratios = np.array(ratios)
-    losses = np.log(np.array(losses))
-
-    def peak(sample: np.ndarray) -> float:
-        center = analysis.column_statistic(sample, statistic)
-        return float(np.median(ratios[:, int(np.nanargmax(center))]))
-
-    return analysis.bootstrap_interval(losses, peak, n_resamples, seed)
 
 
 def _median_relative_error(measured: np.ndarray, predicted: np.ndarray, mask: np.ndarray) -> float | None:

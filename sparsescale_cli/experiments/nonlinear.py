@@ -352,10 +352,6 @@ def _statistic(config: NonlinearConfig) -> str:
     return analysis.MEDIAN if heavy_tailed else analysis.MEAN
 
 
-def _stack(rows: list[Record], field: str) -> np.ndarray:
-    return np.array([np.asarray(r[field], dtype=float) for r in rows])
-
-
 def _label(n: float) -> str:
     return "inf" if math.isinf(n) else str(int(n))
 
@@ -432,14 +428,15 @@ def _analyze_n_sweep(context: _Context, n_points: list[Point]) -> None:
         n_features = np.array(point.params["n_features"], dtype=float)
         rank_data = float(np.mean([r["rank_data"] for r in rows]))
         predicted = float(np.mean([r["feature_rank_predicted"] for r in rows]))
-        measured = _stack(rows, "student_feature_rank")
+        measured = analysis.stack_field(rows, "student_feature_rank")
         finite = np.isfinite(n_features)
         largest_finite = float(n_features[finite].max()) if finite.any() else math.nan
         measured_at_largest = float(measured[:, np.flatnonzero(finite)[-1]].mean()) if finite.any() else math.nan
 
-        scan_ns = _stack(rows, "scan_n_features")
+        scan_ns = analysis.stack_field(rows, "scan_n_features")
         if scan_ns.size:
-            peak, peak_ci = _scan_peak(rows, context.statistic, config.analysis.bootstrap, config.seed)
+            peak, peak_ci = analysis.scan_peak(rows, "scan_loss", "feature_rank_predicted", context.statistic,
+                                               config.analysis.bootstrap, config.seed)
             peak_n = float(np.median(scan_ns[:, _scan_argmax(rows, context.statistic)]))
         else:
             peak, peak_ci, peak_n = math.nan, None, math.nan
@@ -463,14 +460,14 @@ def _analyze_n_sweep(context: _Context, n_points: list[Point]) -> None:
         curve = {"dataset": context.label, "n_samples": n_samples, "n_features": n_features.tolist(),
                  "rank_data": rank_data, "feature_rank_predicted": predicted}
         for student in STUDENTS:
-            losses = _stack(rows, f"{student}_loss")
+            losses = analysis.stack_field(rows, f"{student}_loss")
             curve[student] = _curve(losses, context.statistic)
         curve["de"] = [theory.deterministic_equivalent(context.law, context.teacher, n)[1] if np.isfinite(n)
                        else context.floor for n in n_features]
         summary.curves["n_sweep"].append(curve)
 
         if (~finite).any() and finite.any():
-            losses = _stack(rows, "student_loss")
+            losses = analysis.stack_field(rows, "student_loss")
             kernel = losses[:, np.flatnonzero(~finite)[0]]
             for column in np.flatnonzero(finite & (n_features >= 2 * predicted)):
                 ratio = losses[:, column] / kernel
@@ -495,7 +492,7 @@ def _analyze_n_sweep(context: _Context, n_points: list[Point]) -> None:
             summary.laws.append(Law(name, None, None, context.a_n, context.status(student), text,
                                     "fewer than 3 values of N in the window; raise D or add small N"))
             continue
-        losses = _stack(rows, f"{student}_loss")[:, window]
+        losses = analysis.stack_field(rows, f"{student}_loss")[:, window]
         fit = analysis.fit_log_slope(n_features[window], losses, context.statistic, context.floor,
                                      config.analysis.bootstrap, config.seed)
         summary.laws.append(Law(name, -fit.slope, (-fit.ci95[1], -fit.ci95[0]), context.a_n,
@@ -559,26 +556,8 @@ def _curve(losses: np.ndarray, statistic: str) -> dict[str, list]:
 
 
 def _scan_argmax(rows: list[Record], statistic: str) -> int:
-    losses = np.log(_stack(rows, "scan_loss"))
+    losses = np.log(analysis.stack_field(rows, "scan_loss"))
     return int(np.nanargmax(analysis.column_statistic(losses, statistic)))
-
-
-def _scan_peak(rows: list[Record], statistic: str, n_resamples: int, seed: int) -> tuple[float, tuple[float, float]]:
-    """Return the scan factor N/r_phi where the loss peaks, with a bootstrap interval over replicates."""
-    ratios = []
-    for r in rows:
-        scan = np.asarray(r["scan_n_features"], dtype=float)
-        if scan.size == 0 or not r["feature_rank_predicted"]:
-            return math.nan, (math.nan, math.nan)
-        ratios.append(scan / r["feature_rank_predicted"])
-    ratios = np.array(ratios)
-    losses = np.log(_stack(rows, "scan_loss"))
-
-    def peak(sample: np.ndarray) -> float:
-        center = analysis.column_statistic(sample, statistic)
-        return float(np.median(ratios[:, int(np.nanargmax(center))]))
-
-    return analysis.bootstrap_interval(losses, peak, n_resamples, seed)
 
 
 def _monte_carlo_table(context: _Context, points: list[Point]) -> None:
@@ -593,9 +572,9 @@ def _monte_carlo_table(context: _Context, points: list[Point]) -> None:
             if context.activation == LINEAR:
                 n_features[~np.isfinite(n_features)] = np.nan
             keep = ~np.isnan(n_features)
-            plain_se = _stack(rows, "student_loss_plain_se")[:, keep]
-            reduced_se = _stack(rows, "student_loss_se")[:, keep]
-            loss = _stack(rows, "student_loss")[:, keep]
+            plain_se = analysis.stack_field(rows, "student_loss_plain_se")[:, keep]
+            reduced_se = analysis.stack_field(rows, "student_loss_se")[:, keep]
+            loss = analysis.stack_field(rows, "student_loss")[:, keep]
             with np.errstate(divide="ignore", invalid="ignore"):
                 relative.append((reduced_se / loss).ravel())
                 ratios.append(((plain_se / reduced_se) ** 2).ravel())

@@ -4,7 +4,7 @@ Column i of the feature matrix F and the teacher weight w*_i must be the same
 whichever process generates them and whichever other coordinates are seen, so
 they cannot come from a sequential stream. Each coordinate gets its own
 SplitMix64 stream, keyed by the seed and the bit pattern of the coordinate
-index; entry j of that stream is a standard normal via the inverse CDF.
+index. Entry j of that stream is a standard normal via the inverse CDF.
 Entry (j, i) therefore depends on (seed, i, j) alone: the first N entries of
 a column are the same for every N, which makes features nested in N.
 """

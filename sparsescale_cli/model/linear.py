@@ -129,7 +129,7 @@ def unseen_sums(law: DataLaw, teacher: Teacher, coords: np.ndarray, n_samples: i
 class StudentFit:
     """Outcome of one fitted student.
 
-    ``loss`` is the population loss for the drawn teacher and noise;
+    ``loss`` is the population loss for the drawn teacher and noise.
     ``expected_loss`` is its expectation over the teacher's weights and the
     label noise, given the inputs and the features. Both have expectation
     E[L]; the second has far smaller variance across draws.

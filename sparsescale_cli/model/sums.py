@@ -1,7 +1,7 @@
 """Sums over latent coordinates i = a, ..., b with b possibly infinite.
 
 Every law of the model is a sum over coordinates of a smooth function of i.
-The first terms are summed exactly; the remainder, where the summand varies
+The first terms are summed exactly. The remainder, where the summand varies
 slowly on the scale of one coordinate, is evaluated by the Euler-Maclaurin
 formula with the integral done by adaptive quadrature.
 """
